@@ -1,0 +1,1 @@
+"""The `unlearnd` command line: one module per area, each with a `register(app)`."""

@@ -1,0 +1,60 @@
+"""What every command shares: settings from the global options, JSON or table output, errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from unlearnd.config import ConfigError, Settings, load_settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+# Exit codes that mean something (README "Exit codes").
+EXIT_OK = 0
+EXIT_ERROR = 1  # the operation failed
+EXIT_USAGE = 2  # bad arguments (typer's own code)
+EXIT_CONFIG = 3  # configuration is invalid
+EXIT_NOT_FOUND = 4  # unknown version, request, alias or path
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def settings(ctx: typer.Context) -> Settings:
+    """The settings for this invocation, loaded once from --config / UNLEARND_CONFIG / env."""
+    root = ctx.find_root()
+    obj = root.obj if isinstance(root.obj, dict) else {}
+    if "settings" not in obj:
+        try:
+            obj["settings"] = load_settings(obj.get("config_path"))
+        except ConfigError as e:
+            fail(str(e), EXIT_CONFIG)
+        root.obj = obj
+    return obj["settings"]
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str, sort_keys=False))
+
+
+def print_table(
+    rows: Iterable[Sequence[Any]], columns: Sequence[str], title: str | None = None
+) -> None:
+    table = Table(title=title, show_lines=False)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+
+
+def print_mapping(data: dict[str, Any], title: str | None = None) -> None:
+    print_table(((k, v) for k, v in data.items()), ("field", "value"), title=title)

@@ -1,0 +1,49 @@
+"""Entry point: global options, then each area's commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from unlearnd import __version__
+from unlearnd.cli import method_cmds, model_cmds
+
+app = typer.Typer(
+    name="unlearnd",
+    help="Remove knowledge from a served vision-language model on request; keep every version.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each area adds its commands here; the order is the order of `unlearnd --help`.
+for module in (model_cmds, method_cmds):
+    module.register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"unlearnd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Config file (default: $UNLEARND_CONFIG, ./unlearnd.toml)."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    ctx.obj = {"config_path": config}
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""One typed settings object for the whole service.
+
+Sources, later ones win: embedded defaults, `unlearnd.toml` (path from `--config` or
+`UNLEARND_CONFIG`, else `./unlearnd.toml` when present), then `UNLEARND_*` environment
+variables. Nested keys use a double underscore: `UNLEARND_DAEMON__LEASE_S=600` sets
+`[daemon] lease_s`. Unknown keys and bad values are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "UNLEARND_"
+DEFAULT_CONFIG_NAME = "unlearnd.toml"
+
+
+class ConfigError(ValueError):
+    """A config file or environment variable is missing, unreadable or invalid."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSettings(_Section):
+    path: str = ""  # local Hugging Face folder of the served model; "" = the demo world model
+    family: Literal["auto", "llava", "qwen2_vl", "clip"] = "auto"
+
+
+class LimitSettings(_Section):
+    max_request_bytes: int = Field(1_000_000, gt=0)
+    max_bundle_bytes: int = Field(200_000_000, gt=0)
+    max_bundle_members: int = Field(2_000, gt=0)
+    max_image_bytes: int = Field(20_000_000, gt=0)
+    max_image_pixels: int = Field(16_000_000, gt=0)
+    max_samples: int = Field(10_000, gt=0)
+
+
+class DaemonSettings(_Section):
+    rescan_interval_s: float = Field(10.0, gt=0)
+    stable_checks: int = Field(2, ge=1)  # looks with unchanged size+mtime before a direct drop is taken
+    stable_interval_s: float = Field(0.2, ge=0)
+    polling_observer: bool = False  # for network file systems, where inotify sees nothing
+    lease_s: float = Field(300.0, gt=0)
+    heartbeat_s: float = Field(15.0, gt=0)
+    max_attempts: int = Field(3, ge=1)
+    reap_interval_s: float = Field(30.0, gt=0)
+    gc_interval_s: float = Field(3600.0, gt=0)
+    reevaluate_interval_s: float = Field(0.0, ge=0)  # 0 = off
+    default_method: str = "refuser"
+
+
+class RoutingSettings(_Section):
+    pool_size: int = Field(20, ge=1)
+    reuse_threshold: float = Field(0.5, ge=0, le=1)
+    relevance_a: float = 100.0
+    relevance_b: float = 0.05
+    gate: Literal["continuous", "hard"] = "continuous"
+    hard_threshold: float = Field(0.5, ge=0, le=1)
+    prototypes: int = Field(4, ge=1)
+
+
+class GateSettings(_Section):
+    """Deployment defaults; a request's `gate` field overrides them key by key."""
+
+    max_forget_accuracy: float = Field(0.2, ge=0, le=1)
+    min_retain_ratio: float = Field(0.9, ge=0)  # retain score / parent retain score
+    min_general_ratio: float = Field(0.9, ge=0)
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8470, ge=1, le=65535)
+    token: str = ""  # bearer token for write endpoints; "" = writes refused
+
+
+class Settings(_Section):
+    workdir: Path = Path("./unlearnd-data")
+    database_url: str = ""  # "" = sqlite:///<workdir>/registry.db
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    seed: int = 0
+    model: ModelSettings = ModelSettings()
+    limits: LimitSettings = LimitSettings()
+    daemon: DaemonSettings = DaemonSettings()
+    routing: RoutingSettings = RoutingSettings()
+    gate: GateSettings = GateSettings()
+    api: ApiSettings = ApiSettings()
+
+    # Derived paths, so no caller builds them by hand.
+    @property
+    def inbox(self) -> Path:
+        return self.workdir / "inbox"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.workdir / "artifacts"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.workdir / 'registry.db').resolve()}"
+
+
+def _set_path(tree: dict[str, Any], keys: list[str], value: Any) -> None:
+    for key in keys[:-1]:
+        node = tree.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{'.'.join(keys)}: {key} is not a section")
+        tree = node
+    tree[keys[-1]] = value
+
+
+def _env_overrides(environ: os._Environ[str] | dict[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        keys = name[len(ENV_PREFIX):].lower().split("__")
+        _set_path(tree, keys, value)  # pydantic coerces the strings ("600" -> 600.0)
+    return tree
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def config_path(explicit: str | Path | None = None) -> Path | None:
+    """The config file in force: --config, then UNLEARND_CONFIG, then ./unlearnd.toml if any."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(ENV_PREFIX + "CONFIG")
+    if env:
+        return Path(env)
+    local = Path(DEFAULT_CONFIG_NAME)
+    return local if local.is_file() else None
+
+
+def load_settings(
+    path: str | Path | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    """Read the settings; raises ConfigError naming the offending key."""
+    environ = dict(os.environ) if environ is None else environ
+    file = config_path(path)
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if file is not None:
+        if not file.is_file():
+            raise ConfigError(f"config file not found: {file}")
+        try:
+            data = tomllib.loads(file.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {file} is not valid TOML: {e}") from e
+        source = str(file)
+    env = _env_overrides(environ)
+    if env:
+        source += " + environment"
+    try:
+        settings = Settings.model_validate(_merge(data, env))
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, source)) from e
+    if file is not None and not settings.workdir.is_absolute():
+        # A relative workdir in a file means relative to that file, not to the caller's cwd.
+        settings.workdir = (file.parent / settings.workdir).resolve()
+    return settings

@@ -1,0 +1,24 @@
+"""Unlearning methods: one module each, registered in METHODS below (the one place)."""
+
+from __future__ import annotations
+
+from unlearnd.methods.base import Method, MethodParams, MethodResult, ParamError
+from unlearnd.methods.ga import GA
+from unlearnd.methods.reject import Reject
+
+METHODS: dict[str, Method] = {m.name: m for m in (GA(), Reject())}
+
+
+class UnknownMethod(KeyError):
+    def __str__(self) -> str:
+        return f"unknown method {self.args[0]!r}; registered: {', '.join(sorted(METHODS))}"
+
+
+def get_method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise UnknownMethod(name) from None
+
+
+__all__ = ["METHODS", "Method", "MethodParams", "MethodResult", "ParamError", "get_method"]

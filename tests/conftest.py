@@ -1,0 +1,22 @@
+"""Shared test set-up: offline, few threads, an isolated work dir per test."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)  # 2 cores in CI; tests are tiny and many threads only contend
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path, monkeypatch):
+    """No test reads the developer's unlearnd.toml or UNLEARND_* variables by accident."""
+    for name in list(os.environ):
+        if name.startswith("UNLEARND_") and name != "UNLEARND_TEST_PG_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)

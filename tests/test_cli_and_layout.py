@@ -1,0 +1,63 @@
+"""The installed package: layout under one namespace, the console script, global options."""
+
+import importlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from unlearnd import __version__
+from unlearnd.cli.main import app
+
+PARTS = ("daemon", "registry", "routing", "methods", "models", "evaluation", "world", "cli")
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_parts_import_under_the_namespace(part):
+    module = importlib.import_module(f"unlearnd.{part}")
+    # Loaded from the installed package, from the folder at the repository root of that name.
+    assert Path(module.__file__).parent.name in (part, "unlearnd")
+
+
+def test_no_bare_top_level_modules_are_installed():
+    import unlearnd
+
+    site = Path(unlearnd.__file__).parent.parent
+    for bare in ("registry", "routing", "methods", "models", "evaluation", "world", "core"):
+        assert not (site / bare / "__init__.py").exists(), bare
+
+
+def test_version_and_help():
+    runner = CliRunner()
+    out = runner.invoke(app, ["--version"])
+    assert out.exit_code == 0 and __version__ in out.output
+    out = runner.invoke(app, ["--help"])
+    assert out.exit_code == 0 and "model" in out.output
+
+
+def test_bad_config_is_a_clear_error_with_its_own_exit_code(tmp_path):
+    import typer
+
+    from unlearnd.cli.common import EXIT_CONFIG, settings
+
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[api]\nport = 0\n")
+    probe = typer.Typer()
+
+    @probe.command()
+    def show(ctx: typer.Context):
+        settings(ctx)
+
+    out = CliRunner().invoke(probe, [], obj={"config_path": cfg})
+    assert out.exit_code == EXIT_CONFIG
+    assert "api.port" in out.output
+
+
+def test_console_script_is_installed():
+    exe = shutil.which("unlearnd") or str(Path(sys.executable).parent / "unlearnd")
+    done = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"unlearnd {__version__}"
