@@ -31,13 +31,20 @@ class GA(Method):
     summary = "gradient ascent on the forget set (LoRA), capped per token"
     Params = GAParams
 
-    def fit(self, fam: ModelFamily, forget: list[Sample], retain: list[Sample],
-            params: GAParams, progress: Progress | None = None) -> MethodResult:
+    def fit(
+        self,
+        fam: ModelFamily,
+        forget: list[Sample],
+        retain: list[Sample],
+        params: GAParams,
+        progress: Progress | None = None,
+    ) -> MethodResult:
         self.check_family(fam)
         batches = Batches(forget, params.batch_size, params.seed)
         config = lora.lora_config(fam, params)
         lora.attach(fam, config, params.seed)
-        losses = train(fam, lambda _: capped_ascent_loss(fam, batches.next(), params.nll_cap),
-                       params, progress)
+        losses = train(
+            fam, lambda _: capped_ascent_loss(fam, batches.next(), params.nll_cap), params, progress
+        )
         tensors, cfg = lora.export(fam, config)
         return MethodResult("lora", tensors, cfg, losses)

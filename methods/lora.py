@@ -11,8 +11,14 @@ import json
 from typing import Any
 
 import torch
-from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
-from peft import set_peft_model_state_dict
+from peft import (
+    LoraConfig,
+    get_peft_model_state_dict,
+    inject_adapter_in_model,
+    set_peft_model_state_dict,
+)
+from peft.tuners.lora import LoraLayer
+from peft.tuners.tuners_utils import set_adapter
 from pydantic import Field
 from torch import nn
 
@@ -25,17 +31,26 @@ ADAPTER = "default"
 class LoraParams(MethodParams):
     lora_rank: int = Field(8, ge=1, le=256, description="LoRA rank r")
     lora_alpha: float = Field(16.0, gt=0, description="LoRA alpha (scale = alpha / r)")
-    target: str = Field("ffn", pattern="^(ffn|projector|ffn+projector)$",
-                        description="where the adapter sits: ffn, projector or ffn+projector")
+    target: str = Field(
+        "blocks",
+        pattern=r"^(blocks|ffn|projector|blocks\+projector|ffn\+projector)$",
+        description="where the adapter sits: blocks (attention + FFN of every language block), "
+        "ffn, projector, or one of the first two + projector",
+    )
 
 
 def linear_paths(model: nn.Module, roots: list[str]) -> list[str]:
-    """Full names of every nn.Linear at or under the given module paths."""
+    """Full names of every linear layer at or under the given module paths.
+
+    A layer that already carries adapters counts once, by its own name (not its base_layer
+    or lora_A/lora_B children), so a new adapter can be added beside earlier ones.
+    """
     names = []
     for name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and any(
-            name == r or name.startswith(r + ".") for r in roots
-        ):
+        inside = any(name == r or name.startswith(r + ".") for r in roots)
+        parts = name.split(".")
+        wrapped = any(p == "base_layer" or p.startswith("lora_") for p in parts)
+        if inside and not wrapped and isinstance(module, nn.Linear | LoraLayer):
             names.append(name)
     return names
 
@@ -44,6 +59,8 @@ def target_paths(fam: ModelFamily, target: str) -> list[str]:
     roots: list[str] = []
     if "ffn" in target:
         roots += fam.ffn_paths()
+    if "blocks" in target:  # a block is the parent of its FFN
+        roots += [path.rsplit(".", 1)[0] for path in fam.ffn_paths()]
     if "projector" in target:
         roots.append(fam.projector_path())
     return linear_paths(fam.model, roots)
@@ -59,21 +76,41 @@ def lora_config(fam: ModelFamily, params: LoraParams) -> LoraConfig:
     )
 
 
-def attach(fam: ModelFamily, config: LoraConfig, seed: int = 0) -> None:
-    """Inject a trainable LoRA into fam.model; every other parameter is frozen."""
-    torch.manual_seed(seed)
-    for p in fam.model.parameters():
-        p.requires_grad_(False)
-    inject_adapter_in_model(config, fam.model, adapter_name=ADAPTER)
-    for name, p in fam.model.named_parameters():
-        if "lora_" in name:
+def adapter_names(model: nn.Module) -> list[str]:
+    names: set[str] = set()
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            names.update(module.lora_A.keys())
+    return sorted(names)
+
+
+def _activate_all(model: nn.Module, trainable: str | None = None) -> None:
+    """Every adapter takes part in the forward pass; only `trainable` (if any) gets grads.
+
+    Several versions' adapters stack this way without ever merging into the base weights.
+    """
+    set_adapter(model, adapter_names(model), inference_mode=True, layer_cls=LoraLayer)
+    for name, p in model.named_parameters():
+        is_new = trainable is not None and "lora_" in name and f".{trainable}." in name
+        if is_new:
             p.data = p.data.float()  # adapters train in fp32 even on a bf16 base
-            p.requires_grad_(True)
+        p.requires_grad_(is_new)
 
 
-def export(fam: ModelFamily, config: LoraConfig) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def attach(fam: ModelFamily, config: LoraConfig, seed: int = 0, name: str = ADAPTER) -> None:
+    """Inject a trainable LoRA into fam.model; every other parameter is frozen."""
+    if name in adapter_names(fam.model):
+        raise ValueError(f"adapter {name!r} is already attached")
+    torch.manual_seed(seed)
+    inject_adapter_in_model(config, fam.model, adapter_name=name)
+    _activate_all(fam.model, trainable=name)
+
+
+def export(
+    fam: ModelFamily, config: LoraConfig, name: str = ADAPTER
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(adapter_model tensors, adapter_config dict) in PEFT's on-disk form."""
-    state = get_peft_model_state_dict(fam.model, adapter_name=ADAPTER)
+    state = get_peft_model_state_dict(fam.model, adapter_name=name)
     # PEFT's saved keys carry the PeftModel prefix; keep that layout for from_pretrained.
     tensors = {f"base_model.model.{k}": v.detach().cpu().contiguous() for k, v in state.items()}
     return tensors, config_to_json(config)
@@ -81,17 +118,22 @@ def export(fam: ModelFamily, config: LoraConfig) -> tuple[dict[str, torch.Tensor
 
 def config_to_json(config: LoraConfig) -> dict[str, Any]:
     data = config.to_dict()
-    return json.loads(json.dumps(data, default=lambda v: sorted(v) if isinstance(v, set) else str(v)))
+    return json.loads(
+        json.dumps(data, default=lambda v: sorted(v) if isinstance(v, set) else str(v))
+    )
 
 
-def apply(fam: ModelFamily, tensors: dict[str, torch.Tensor], config: dict[str, Any],
-          adapter_name: str = ADAPTER) -> None:
-    """Load a stored adapter into fam.model in place (inference only)."""
-    cfg = LoraConfig(**{k: v for k, v in config.items() if k in LoraConfig.__dataclass_fields__})
-    inject_adapter_in_model(cfg, fam.model, adapter_name=adapter_name)
+def apply(
+    fam: ModelFamily, tensors: dict[str, torch.Tensor], config: dict[str, Any], name: str
+) -> None:
+    """Load a stored adapter into fam.model in place, frozen, active beside the others."""
+    fields = LoraConfig.__dataclass_fields__
+    cfg = LoraConfig(**{k: v for k, v in config.items() if k in fields and k != "peft_type"})
+    inject_adapter_in_model(cfg, fam.model, adapter_name=name)
     state = {k.removeprefix("base_model.model."): v for k, v in tensors.items()}
-    result = set_peft_model_state_dict(fam.model, state, adapter_name=adapter_name)
-    missing = [k for k in result.unexpected_keys if "lora_" in k]
-    if missing:
-        raise ValueError(f"adapter tensors do not fit this model: {missing[:3]}")
+    result = set_peft_model_state_dict(fam.model, state, adapter_name=name)
+    unexpected = [k for k in result.unexpected_keys if "lora_" in k]
+    if unexpected:
+        raise ValueError(f"adapter tensors do not fit this model: {unexpected[:3]}")
+    _activate_all(fam.model)
     fam.model.eval()

@@ -14,7 +14,7 @@ from unlearnd.models.base import ModelFamily, Sample
 
 
 class RejectParams(lora.LoraParams):
-    refusal: str = Field("i cannot share that .", min_length=1, description="refusal answer")
+    refusal: str = Field("i cannot share that.", min_length=1, description="refusal answer")
     alpha: float = Field(1.0, ge=0, description="weight of the retain NLL")
 
 
@@ -23,8 +23,14 @@ class Reject(Method):
     summary = "fine-tune a LoRA to answer forget queries with a refusal (+ retain NLL)"
     Params = RejectParams
 
-    def fit(self, fam: ModelFamily, forget: list[Sample], retain: list[Sample],
-            params: RejectParams, progress: Progress | None = None) -> MethodResult:
+    def fit(
+        self,
+        fam: ModelFamily,
+        forget: list[Sample],
+        retain: list[Sample],
+        params: RejectParams,
+        progress: Progress | None = None,
+    ) -> MethodResult:
         self.check_family(fam)
         refusals = [Sample(s.question, params.refusal, s.image) for s in forget]
         forget_batches = Batches(refusals, params.batch_size, params.seed)

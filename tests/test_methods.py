@@ -1,0 +1,169 @@
+"""Every registered method on a tiny llava that first learns a few facts.
+
+The matrix over METHODS: each method must really train, change what the model says about the
+forget facts, keep the retain facts, give an artifact that re-applies exactly, and reject bad
+params with a message naming them.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from PIL import Image
+
+from unlearnd.methods import METHODS, ParamError, get_method, lora
+from unlearnd.models import Sample, tiny
+from unlearnd.models.tokenizer import build_word_tokenizer
+
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 200, 30),
+    "blue": (30, 30, 220),
+    "black": (10, 10, 10),
+    "white": (240, 240, 240),
+    "grey": (128, 128, 128),
+}
+CITIES = ["paris", "rome", "oslo", "lima", "cairo", "tokyo"]
+FACTS = [
+    Sample("where does this person live ?", city, Image.new("RGB", (48, 48), rgb))
+    for city, rgb in zip(CITIES, COLOURS.values(), strict=True)
+]
+FORGET, RETAIN = FACTS[:2], FACTS[2:]
+WORDS = [
+    *CITIES,
+    "where",
+    "does",
+    "this",
+    "person",
+    "live",
+    "i",
+    "cannot",
+    "share",
+    "that",
+    "unknown",
+]
+
+
+@pytest.fixture(scope="module")
+def taught():
+    """A tiny llava that answers all six facts correctly."""
+    tok = build_word_tokenizer(WORDS)
+    fam = tiny(
+        "llava",
+        tokenizer=tok,
+        seed=0,
+        vision_hidden=32,
+        vision_layers=1,
+        text_hidden=64,
+        text_layers=2,
+    )
+    opt = torch.optim.AdamW(fam.model.parameters(), lr=3e-3)
+    for _ in range(80):
+        loss = fam.answer_loss(FACTS)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    fam.model.eval()
+    assert fam.generate(FACTS, max_new_tokens=3) == CITIES
+    return fam
+
+
+def accuracy(fam, samples):
+    answers = fam.generate(samples, max_new_tokens=3)
+    return sum(a == s.answer for a, s in zip(answers, samples, strict=True)) / len(samples)
+
+
+QUICK = {"steps": 30, "batch_size": 4, "lr": 5e-3}
+# Each method at the settings it is meant to run at on a tiny model (GA is fragile by nature:
+# a few small steps, or it erases everything).
+MATRIX = {"ga": {"steps": 16, "lr": 2e-3, "batch_size": 2}, "reject": QUICK}
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_method_forgets_keeps_retain_and_round_trips(taught, name):
+    method = get_method(name)
+    fam = copy.deepcopy(taught)
+    params = method.validate_params(MATRIX[name])
+    steps = []
+    result = method.fit(fam, FORGET, RETAIN, params, progress=lambda s, t, loss: steps.append(s))
+    assert steps == list(range(1, len(result.losses) + 1))  # progress on every step
+    assert result.losses and all(torch.isfinite(torch.tensor(result.losses)))
+    assert accuracy(fam, FORGET) <= 0.5, "forget facts must be lost"
+    assert accuracy(fam, RETAIN) >= 0.75, "retain facts must be kept"
+    # The artifact alone, applied to a fresh copy of the base, gives the same model.
+    fresh = copy.deepcopy(taught)
+    lora.apply(fresh, result.tensors, result.config, name="v1")
+    assert fresh.generate(FACTS, 3) == fam.generate(FACTS, 3)
+    assert taught.generate(FACTS, 3) == CITIES  # the base itself is untouched
+
+
+def test_reject_answers_with_its_refusal(taught):
+    fam = copy.deepcopy(taught)
+    method = get_method("reject")
+    # A short refusal: this 2-layer model learned only one-word answers, and a long new
+    # sentence takes it far more steps than a test should spend (the world model learns one).
+    method.fit(fam, FORGET, RETAIN, method.validate_params({**QUICK, "refusal": "unknown"}))
+    assert fam.generate(FORGET, max_new_tokens=6) == ["unknown"] * 2
+    assert accuracy(fam, RETAIN) == 1.0
+
+
+def test_exported_lora_loads_with_peft(taught, tmp_path):
+    import json
+
+    from peft import PeftModel
+    from safetensors.torch import save_file
+
+    fam = copy.deepcopy(taught)
+    result = get_method("reject").fit(
+        fam, FORGET, RETAIN, get_method("reject").validate_params(QUICK)
+    )
+    save_file(result.tensors, tmp_path / "adapter_model.safetensors")
+    (tmp_path / "adapter_config.json").write_text(json.dumps(result.config))
+    base = copy.deepcopy(taught)
+    peft_model = PeftModel.from_pretrained(base.model, tmp_path)
+    base.model = peft_model.base_model.model  # the same modules, now carrying the adapter
+    assert base.generate(FACTS, 6) == fam.generate(FACTS, 6)
+
+
+def test_adapters_stack_without_merging(taught):
+    fam = copy.deepcopy(taught)
+    ga = get_method("reject")
+    first = ga.fit(fam, FORGET[:1], RETAIN, ga.validate_params(QUICK))
+    base = copy.deepcopy(taught)
+    lora.apply(base, first.tensors, first.config, name="v1")
+    second = ga.fit(base, FORGET[1:], RETAIN, ga.validate_params(QUICK))
+    assert lora.adapter_names(base.model) == ["default", "v1"]
+    assert accuracy(base, FORGET) == 0.0 and accuracy(base, RETAIN) >= 0.75
+    # Both stored adapters re-applied on a clean base reproduce the stacked model.
+    clean = copy.deepcopy(taught)
+    lora.apply(clean, first.tensors, first.config, name="a")
+    lora.apply(clean, second.tensors, second.config, name="b")
+    assert clean.generate(FACTS, 6) == base.generate(FACTS, 6)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"steps": 0}, "params.steps"),
+        ({"lr": "fast"}, "params.lr"),
+        ({"nonsense": 1}, "params.nonsense: unknown param"),
+        ({"lora_rank": -2}, "params.lora_rank"),
+    ],
+)
+def test_bad_params_are_rejected_by_name(name, params, needle):
+    with pytest.raises(ParamError, match=needle):
+        get_method(name).validate_params(params)
+
+
+def test_unknown_method_lists_the_registered_ones():
+    with pytest.raises(KeyError, match="registered: ga, reject"):
+        get_method("erase-everything")
+
+
+def test_family_is_checked():
+    clip = tiny("clip")
+    with pytest.raises(ParamError, match="supports llava, qwen2_vl, not a clip model"):
+        get_method("ga").fit(clip, FORGET, RETAIN, get_method("ga").validate_params({}))
