@@ -30,6 +30,11 @@ class _Section(BaseModel):
 class ModelSettings(_Section):
     path: str = ""  # local Hugging Face folder of the served model; "" = the demo world model
     family: Literal["auto", "llava", "qwen2_vl", "clip"] = "auto"
+    # JSONL files of {"image": path relative to the file, "question", "answer"}; "" = the
+    # world's retain people / general scenes when serving the world model, else none.
+    retain_pool: str = ""
+    general_pool: str = ""
+    eval_samples: int = Field(48, ge=1)  # per pool, when evaluating a candidate
 
 
 class LimitSettings(_Section):
@@ -43,7 +48,8 @@ class LimitSettings(_Section):
 
 class DaemonSettings(_Section):
     rescan_interval_s: float = Field(10.0, gt=0)
-    stable_checks: int = Field(2, ge=1)  # looks with unchanged size+mtime before a direct drop is taken
+    # looks with unchanged size and mtime before a file dropped straight into new/ is taken
+    stable_checks: int = Field(2, ge=1)
     stable_interval_s: float = Field(0.2, ge=0)
     polling_observer: bool = False  # for network file systems, where inotify sees nothing
     lease_s: float = Field(300.0, gt=0)
@@ -52,7 +58,7 @@ class DaemonSettings(_Section):
     reap_interval_s: float = Field(30.0, gt=0)
     gc_interval_s: float = Field(3600.0, gt=0)
     reevaluate_interval_s: float = Field(0.0, ge=0)  # 0 = off
-    default_method: str = "refuser"
+    default_method: str = "reject"  # becomes "refuser" when routing lands (DESIGN.md section 5)
 
 
 class RoutingSettings(_Section):
@@ -122,7 +128,7 @@ def _env_overrides(environ: os._Environ[str] | dict[str, str]) -> dict[str, Any]
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
             continue
-        keys = name[len(ENV_PREFIX):].lower().split("__")
+        keys = name[len(ENV_PREFIX) :].lower().split("__")
         _set_path(tree, keys, value)  # pydantic coerces the strings ("600" -> 600.0)
     return tree
 

@@ -11,63 +11,15 @@ import copy
 
 import pytest
 import torch
-from PIL import Image
+from facts import CITIES, FACTS, FORGET, RETAIN, taught_llava
 
 from unlearnd.methods import METHODS, ParamError, get_method, lora
-from unlearnd.models import Sample, tiny
-from unlearnd.models.tokenizer import build_word_tokenizer
-
-COLOURS = {
-    "red": (220, 30, 30),
-    "green": (30, 200, 30),
-    "blue": (30, 30, 220),
-    "black": (10, 10, 10),
-    "white": (240, 240, 240),
-    "grey": (128, 128, 128),
-}
-CITIES = ["paris", "rome", "oslo", "lima", "cairo", "tokyo"]
-FACTS = [
-    Sample("where does this person live ?", city, Image.new("RGB", (48, 48), rgb))
-    for city, rgb in zip(CITIES, COLOURS.values(), strict=True)
-]
-FORGET, RETAIN = FACTS[:2], FACTS[2:]
-WORDS = [
-    *CITIES,
-    "where",
-    "does",
-    "this",
-    "person",
-    "live",
-    "i",
-    "cannot",
-    "share",
-    "that",
-    "unknown",
-]
+from unlearnd.models import tiny
 
 
 @pytest.fixture(scope="module")
 def taught():
-    """A tiny llava that answers all six facts correctly."""
-    tok = build_word_tokenizer(WORDS)
-    fam = tiny(
-        "llava",
-        tokenizer=tok,
-        seed=0,
-        vision_hidden=32,
-        vision_layers=1,
-        text_hidden=64,
-        text_layers=2,
-    )
-    opt = torch.optim.AdamW(fam.model.parameters(), lr=3e-3)
-    for _ in range(80):
-        loss = fam.answer_loss(FACTS)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    fam.model.eval()
-    assert fam.generate(FACTS, max_new_tokens=3) == CITIES
-    return fam
+    return taught_llava()
 
 
 def accuracy(fam, samples):

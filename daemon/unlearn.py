@@ -1,0 +1,136 @@
+"""The production pipeline: one deletion request -> a trained, stored, evaluated adapter.
+
+parent version's model -> score parent -> method.fit -> artifact -> score candidate -> gate.
+The worker around it owns the lease, the commit and the re-base (see daemon/worker.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from unlearnd.config import Settings
+from unlearnd.daemon.deployment import Deployment
+from unlearnd.daemon.pipeline import PipelineResult, WorkItem
+from unlearnd.daemon.request_files import open_image
+from unlearnd.daemon.serving import ADAPTER_PREFIX, apply_manifest, base_manifest
+from unlearnd.evaluation import gate
+from unlearnd.evaluation.candidate import score
+from unlearnd.methods import get_method
+from unlearnd.methods.apply import artifact_metadata
+from unlearnd.models import Sample
+
+log = logging.getLogger("unlearnd.daemon.unlearn")
+
+
+class UnlearningPipeline:
+    """What `unlearnd serve` runs by default."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.deployment = Deployment(settings)
+        self._fingerprint: str | None = None
+
+    def fingerprint(self, fam) -> str:
+        if self._fingerprint is None:  # hashing every weight is slow on real models: once
+            self._fingerprint = fam.fingerprint()
+        return self._fingerprint
+
+    def prepare(self, store: Any) -> None:
+        """First start on an empty registry: record the base model as version 1, live."""
+        if store.get_alias("live") is not None:
+            return
+        fam = self.deployment.load_base()
+        version = store.create_version(
+            base_fingerprint=self.fingerprint(fam),
+            parent_id=None,
+            kind="base",
+            manifest=base_manifest(),
+            method=None,
+            params={"model": str(self.deployment.model_dir)},
+        )
+        store.move_alias(
+            "live", version.id, expected_from=None, who="unlearnd", why="base model at first start"
+        )
+        log.info("registered the base model as version %s", version.id)
+
+    def run(self, job: Any, item: WorkItem, store: Any, progress: Any) -> PipelineResult:
+        started = time.monotonic()
+        timings: dict[str, float] = {}
+        req = item.request
+        method = get_method(req.method or self.settings.daemon.default_method)
+        params = method.validate_params(req.params)
+        forget = [Sample(s.question, s.answer, open_image(item.folder, s)) for s in req.forget]
+        retain = [
+            Sample(s.question, s.answer, open_image(item.folder, s)) for s in (req.retain or [])
+        ] or self.deployment.retain_pool("train")
+
+        progress.stage("loading")
+        fam = self.deployment.load_base()
+        parent = store.get_version(item.parent_version_id) if item.parent_version_id else None
+        manifest = {**base_manifest(), **parent.manifest} if parent else base_manifest()
+        apply_manifest(fam, manifest, store.artifacts)
+        sets = {
+            "forget": forget,
+            "retain": self.deployment.retain_pool("eval"),
+            "general": self.deployment.general_pool(),
+        }
+        timings["load_s"] = time.monotonic() - started
+
+        progress.stage("scoring parent")
+        t = time.monotonic()
+        before = score(fam, sets)
+        timings["score_parent_s"] = time.monotonic() - t
+
+        progress.stage("training")
+        t = time.monotonic()
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            progress.step(step, total, loss=loss)
+            if step == 1:
+                progress.checkpoint("during_training")
+
+        result = method.fit(fam, forget, retain, params, progress=on_step)
+        timings["train_s"] = time.monotonic() - t
+
+        progress.stage("storing")
+        sha = store.artifacts.put_tensors(result.tensors, artifact_metadata(result, method.name))
+        progress.checkpoint("after_artifact")
+
+        progress.stage("evaluating")
+        t = time.monotonic()
+        after = score(fam, sets)
+        timings["evaluate_s"] = time.monotonic() - t
+        metrics: dict[str, Any] = {**after, **{f"parent_{k}": v for k, v in before.items()}}
+        decision = gate.decide(metrics, gate.thresholds(self.settings.gate, req.gate))
+        metrics["gate"] = decision.to_dict()
+        metrics["final_loss"] = result.losses[-1] if result.losses else None
+        timings["total_s"] = time.monotonic() - started
+
+        new_manifest = {
+            **manifest,
+            "artifacts": {**manifest["artifacts"], f"{ADAPTER_PREFIX}{item.request_id}": sha},
+        }
+        version = {
+            "base_fingerprint": self.fingerprint(fam),
+            "kind": "deletion",
+            "manifest": new_manifest,
+            "method": method.name,
+            "params": params.model_dump(),
+            "metrics": metrics,
+            "timings": timings,
+        }
+        log.info(
+            "request %s: %s, forget %.2f -> %.2f, gate %s",
+            item.request_id,
+            method.name,
+            before.get("forget_acc", 0),
+            after.get("forget_acc", 0),
+            "passed" if decision.passed else f"failed ({'; '.join(decision.failed)})",
+        )
+        return PipelineResult(
+            version,
+            decision.passed,
+            {"forget_acc": after.get("forget_acc"), "gate": decision.passed},
+        )

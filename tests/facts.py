@@ -1,0 +1,77 @@
+"""A tiny llava that knows six facts: the smallest real model to unlearn from in tests.
+
+(The world fixture is the full-size stand-in; this one trains in a few seconds.)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from unlearnd.models import Sample, tiny
+from unlearnd.models.tokenizer import build_word_tokenizer
+
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 200, 30),
+    "blue": (30, 30, 220),
+    "black": (10, 10, 10),
+    "white": (240, 240, 240),
+    "grey": (128, 128, 128),
+}
+CITIES = ["paris", "rome", "oslo", "lima", "cairo", "tokyo"]
+QUESTION = "where does this person live ?"
+FACTS = [
+    Sample(QUESTION, city, Image.new("RGB", (48, 48), rgb))
+    for city, rgb in zip(CITIES, COLOURS.values(), strict=True)
+]
+FORGET, RETAIN = FACTS[:2], FACTS[2:]
+WORDS = [
+    *CITIES,
+    "where",
+    "does",
+    "this",
+    "person",
+    "live",
+    "i",
+    "cannot",
+    "share",
+    "that",
+    "unknown",
+]
+
+
+def taught_llava(steps: int = 80):
+    """A tiny llava trained until it answers all six facts."""
+    fam = tiny(
+        "llava",
+        tokenizer=build_word_tokenizer(WORDS),
+        seed=0,
+        vision_hidden=32,
+        vision_layers=1,
+        text_hidden=64,
+        text_layers=2,
+    )
+    opt = torch.optim.AdamW(fam.model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        loss = fam.answer_loss(FACTS)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    fam.model.eval()
+    assert fam.generate(FACTS, max_new_tokens=3) == CITIES
+    return fam
+
+
+def write_pool(folder: Path, samples: list[Sample]) -> Path:
+    """A JSONL pool with PNG images beside it, as a deployment configures one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, s in enumerate(samples):
+        s.image.save(folder / f"{i}.png")
+        lines.append(json.dumps({"image": f"{i}.png", "question": s.question, "answer": s.answer}))
+    (folder / "pool.jsonl").write_text("\n".join(lines) + "\n")
+    return folder / "pool.jsonl"

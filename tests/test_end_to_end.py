@@ -1,0 +1,94 @@
+"""The quick end-to-end path: drop a request -> committed version -> fact no longer given ->
+rollback -> fact given again. Real intake, registry (SQLite), worker, training and inference."""
+
+from __future__ import annotations
+
+import json
+
+from facts import CITIES, FACTS, FORGET, QUESTION, RETAIN, taught_llava, write_pool
+
+from unlearnd.config import ModelSettings, Settings
+from unlearnd.daemon.deployment import Deployment
+from unlearnd.daemon.intake import Intake
+from unlearnd.daemon.service import open_registry
+from unlearnd.daemon.serving import load_version
+from unlearnd.daemon.sink import RegistrySink
+from unlearnd.daemon.unlearn import UnlearningPipeline
+from unlearnd.daemon.worker import Worker
+
+
+def drop_bundle(inbox_new, name, forget, retain, **fields):
+    folder = inbox_new.parent / "tmp" / name
+    folder.mkdir(parents=True)
+
+    def entries(prefix, samples):
+        out = []
+        for i, s in enumerate(samples):
+            s.image.save(folder / f"{prefix}{i}.png")
+            out.append({"image": f"{prefix}{i}.png", "question": s.question, "answer": s.answer})
+        return out
+
+    doc = {
+        "schema": "unlearnd.request/v1",
+        "kind": "entity",
+        "target": {"name": name, "description": "two people in the six-facts model"},
+        "forget": entries("f", forget),
+        "retain": entries("r", retain),
+        "requested_by": "test",
+        **fields,
+    }
+    (folder / "request.json").write_text(json.dumps(doc))
+    folder.rename(inbox_new / name)  # Maildir: write in tmp/, rename into new/
+
+
+def test_drop_forget_rollback_remember(tmp_path):
+    model_dir = tmp_path / "model"
+    taught_llava().save(model_dir)
+    settings = Settings(
+        workdir=tmp_path / "w",
+        model=ModelSettings(
+            path=str(model_dir),
+            eval_samples=4,
+            retain_pool=str(write_pool(tmp_path / "pool", RETAIN)),
+        ),
+    )
+    settings.daemon.stable_checks = 1
+    store = open_registry(settings)
+    pipeline = UnlearningPipeline(settings)
+    pipeline.prepare(store)
+    base = store.get_alias("live")
+    assert store.get_version(base).kind == "base"
+
+    intake = Intake(settings, RegistrySink(store, settings.daemon.max_attempts))
+    drop_bundle(
+        intake.inbox.dir("new"),
+        "forget-two",
+        FORGET,
+        RETAIN,
+        method="reject",
+        params={"refusal": "unknown", "steps": 30, "lr": 5e-3, "batch_size": 4},
+    )
+    assert intake.scan_once() == 1
+    (request_id,) = intake.stats.accepted_ids
+
+    assert Worker(settings, store, pipeline).run_one()
+    request = store.get_request(request_id)
+    assert request.state == "committed", store.list_versions()[0].metrics
+    live = store.get_alias("live")
+    version = store.get_version(live)
+    assert version.parent_id == base and version.request_id == request_id
+    assert version.metrics["forget_acc"] == 0.0 and version.metrics["parent_forget_acc"] == 1.0
+    assert version.metrics["gate"]["passed"] is True
+
+    deployment = Deployment(settings)
+    after = load_version(deployment, store, live).generate(FACTS, max_new_tokens=3)
+    assert after[:2] == ["unknown", "unknown"]  # forgotten: refused
+    assert after[2:] == CITIES[2:]  # everyone else still answered
+
+    store.rollback(base, who="test", why="undo the deletion")
+    assert store.get_alias("live") == base
+    again = load_version(deployment, store, store.get_alias("live")).generate(FACTS, 3)
+    assert again == CITIES
+    history = store.alias_history("live")
+    assert [e.to_version for e in history][-3:] == [base, live, base]
+    assert QUESTION  # the facts were asked with the same question throughout
