@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from unlearnd.cli.common import EXIT_ERROR, EXIT_NOT_FOUND, fail, print_json, print_mapping
+from unlearnd.cli.common import (
+    EXIT_ERROR,
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    fail,
+    print_json,
+    print_mapping,
+)
 
 model_app = typer.Typer(help="Inspect model folders.", no_args_is_help=True)
 
@@ -18,24 +25,37 @@ def register(app: typer.Typer) -> None:
 @model_app.command("info")
 def info(
     path: Path = typer.Argument(..., help="A local Hugging Face model folder."),
-    device: str = typer.Option("cpu", help="auto, cpu or cuda."),
+    device: str = typer.Option("cpu", help="auto, cpu, cuda or cuda:N."),
+    dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Family, parameter counts, vision / projector / FFN shapes, dtype."""
+    # Imported here: torch and transformers take seconds, `unlearnd --help` must not wait.
     from unlearnd.models import ModelLoadError, load
 
     if not path.exists():
         fail(f"model folder not found: {path}", EXIT_NOT_FOUND)
     try:
-        data = load(path, device=device).info()
+        data = load(path, device=device, dtype=dtype).info()
     except ModelLoadError as e:
         fail(str(e), EXIT_ERROR)
+    except ValueError as e:  # an unknown device or dtype name
+        fail(str(e), EXIT_USAGE)
     data = {"path": str(path.resolve()), **data}
     if as_json:
         print_json(data)
         return
-    flat = {k: v for k, v in data.items() if not isinstance(v, dict)}
-    for section in ("parameters", "vision", "projector", "ffn"):
-        for key, value in data[section].items():
-            flat[f"{section}.{key}"] = f"{value:,}" if isinstance(value, int) else value
-    print_mapping(flat, title=f"{data['family']} model")
+    print_mapping(dict(_rows(data)), title=f"{data['family']} model")
+
+
+def _rows(data: dict, prefix: str = ""):
+    """Nested info as flat `section.key` rows; shapes as 768 x 192, counts with commas."""
+    for key, value in data.items():
+        if isinstance(value, dict):
+            yield from _rows(value, f"{prefix}{key}.")
+        elif isinstance(value, list):
+            yield f"{prefix}{key}", " x ".join(map(str, value))
+        elif isinstance(value, int) and not isinstance(value, bool):
+            yield f"{prefix}{key}", f"{value:,}"
+        else:
+            yield f"{prefix}{key}", value

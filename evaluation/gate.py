@@ -34,12 +34,18 @@ class GateDecision:
 
     @property
     def failed(self) -> list[str]:
-        return [f"{c.name} {c.value:.3f} not {c.op} {c.threshold:.3f}" for c in self.checks
-                if not c.passed]
+        return [
+            f"{c.name} {c.value:.3f} not {c.op} {c.threshold:.3f}"
+            for c in self.checks
+            if not c.passed
+        ]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "failed": self.failed,
-                "checks": [asdict(c) for c in self.checks]}
+        return {
+            "passed": self.passed,
+            "failed": self.failed,
+            "checks": [asdict(c) for c in self.checks],
+        }
 
 
 def thresholds(defaults: GateSettings, overrides: dict[str, Any] | None) -> GateSettings:
@@ -50,8 +56,10 @@ def thresholds(defaults: GateSettings, overrides: dict[str, Any] | None) -> Gate
         msgs = []
         for err in e.errors():
             key = ".".join(str(p) for p in err["loc"])
-            msgs.append(f"gate.{key}: " + ("unknown threshold" if err["type"] == "extra_forbidden"
-                                           else err["msg"]))
+            msgs.append(
+                f"gate.{key}: "
+                + ("unknown threshold" if err["type"] == "extra_forbidden" else err["msg"])
+            )
         raise GateError("; ".join(msgs)) from e
 
 
@@ -69,8 +77,9 @@ def decide(metrics: dict[str, float], gate: BaseModel) -> GateDecision:
     checks = []
     if "forget_acc" in metrics:
         v = metrics["forget_acc"]
-        checks.append(Check("forget_acc", v, g.max_forget_accuracy, "<=",
-                            v <= g.max_forget_accuracy))
+        checks.append(
+            Check("forget_acc", v, g.max_forget_accuracy, "<=", v <= g.max_forget_accuracy)
+        )
     for split, minimum in (("retain", g.min_retain_ratio), ("general", g.min_general_ratio)):
         if f"{split}_acc" in metrics and f"parent_{split}_acc" in metrics:
             r = _ratio(metrics[f"{split}_acc"], metrics[f"parent_{split}_acc"])

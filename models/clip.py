@@ -34,11 +34,23 @@ class Clip(ModelFamily):
         )["pixel_values"].to(self.device, self.dtype)
 
     def _tokens(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True)
-        return {
-            "input_ids": enc.input_ids.to(self.device),
-            "attention_mask": enc.attention_mask.to(self.device),
-        }
+        """Token ids that end in EOS, cut to the text model's length.
+
+        CLIP pools the text at its EOS token: a tokenizer that does not add one (a plain word
+        tokenizer) would otherwise be pooled at position 0, the same for every text.
+        """
+        eos = self.tokenizer.eos_token_id
+        limit = self.model.config.text_config.max_position_embeddings
+        rows = []
+        for ids in self.tokenizer(texts).input_ids:
+            if not ids or ids[-1] != eos:
+                ids = [*ids, eos]
+            rows.append(ids if len(ids) <= limit else [*ids[: limit - 1], eos])
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
+        width = max(len(r) for r in rows)
+        input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        return {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)}
 
     def image_embeds(self, images) -> torch.Tensor:
         """Projected image features (with grad), [B, D_joint]."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch import nn
 
 from unlearnd.models.base import ModelFamily, Sample
@@ -45,23 +46,51 @@ class GenerativeFamily(ModelFamily):
             self.pad_id = self.eos_id
 
     # --- prompts ------------------------------------------------------------------------
+    def chat_template(self) -> str | None:
+        """The folder's chat template (the processor's, else the tokenizer's), if it has one."""
+        template = getattr(self.processor, "chat_template", None) or getattr(
+            self.tokenizer, "chat_template", None
+        )
+        if isinstance(template, dict):  # several named templates: the default one
+            template = template.get("default")
+        return template or None
+
     def prompt_text(self, sample: Sample) -> str:
-        template = getattr(self.processor, "chat_template", None)
+        """The prompt as text, one unexpanded image placeholder where the image goes."""
+        template = self.chat_template()
         if template:
             content: list[dict[str, str]] = [{"type": "image"}] if sample.image is not None else []
             content.append({"type": "text", "text": sample.question})
-            return self.processor.apply_chat_template(
-                [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": content}],
+                chat_template=template,
+                add_generation_prompt=True,
+                tokenize=False,
             )
         image = self.image_placeholder + "\n" if sample.image is not None else ""
         return DEFAULT_TEMPLATE.format(image=image, question=sample.question)
 
-    def _encode_prompt(self, sample: Sample) -> tuple[list[int], dict[str, torch.Tensor]]:
-        """Token ids of the prompt (image placeholders expanded) and this sample's vision inputs."""
+    def _encode_prompt(
+        self, prompt: str, image: Image.Image | None
+    ) -> tuple[list[int], dict[str, torch.Tensor]]:
+        """Token ids of `prompt` (its image placeholder expanded) and the image's vision inputs."""
         raise NotImplementedError
 
-    def _answer_ids(self, answer: str) -> list[int]:
-        ids = self.tokenizer(" " + answer.strip(), add_special_tokens=False).input_ids
+    def _answer_ids(self, prompt: str, answer: str) -> list[int]:
+        """Token ids of the answer as they come after `prompt`, then EOS.
+
+        Tokenised in context (prompt + answer, minus the prompt's own tokens) because
+        sentencepiece and BPE tokenizers split a word differently at the start of a text.
+        """
+        if not prompt[-1:].isspace():
+            answer = " " + answer.strip()
+        tok = self.tokenizer
+        head = tok(prompt, add_special_tokens=False).input_ids
+        whole = tok(prompt + answer, add_special_tokens=False).input_ids
+        if whole[: len(head)] == head:
+            ids = whole[len(head) :]
+        else:  # the boundary merged into one token: fall back to the answer on its own
+            ids = tok(answer, add_special_tokens=False).input_ids
         return [*ids, self.eos_id]
 
     def _vision_inputs(self, parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -78,8 +107,9 @@ class GenerativeFamily(ModelFamily):
     def encode(self, batch: list[Sample], with_answer: bool, left_pad: bool = False) -> Encoded:
         rows, vision, starts, lens, plens = [], [], [], [], []
         for sample in batch:
-            ids, vis = self._encode_prompt(sample)
-            answer = self._answer_ids(sample.answer) if with_answer else []
+            prompt = self.prompt_text(sample)
+            ids, vis = self._encode_prompt(prompt, sample.image)
+            answer = self._answer_ids(prompt, sample.answer) if with_answer else []
             rows.append(ids + answer)
             vision.append(vis)
             starts.append(len(ids))
@@ -134,17 +164,26 @@ class GenerativeFamily(ModelFamily):
 
     # --- inference ----------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, batch: list[Sample], max_new_tokens: int = 16) -> list[str]:
-        self.model.eval()
+    def generate_ids(self, batch: list[Sample], max_new_tokens: int = 16) -> torch.Tensor:
+        """Greedy new token ids [B, <= max_new_tokens], left-padded batch with KV cache; a row
+        that reached EOS is filled with padding, and generation ends when every row has."""
         enc = self.encode(batch, with_answer=False, left_pad=True)
-        out = self.model.generate(
-            **self._inputs(enc, generating=True),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            eos_token_id=self.eos_id,
-            pad_token_id=self.pad_id,
-        )
-        new = out[:, enc.input_ids.shape[1] :]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            out = self.model.generate(
+                **self._inputs(enc, generating=True),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=self.eos_id,
+                pad_token_id=self.pad_id,
+            )
+        finally:
+            self.model.train(was_training)
+        return out[:, enc.input_ids.shape[1] :].cpu()
+
+    def generate(self, batch: list[Sample], max_new_tokens: int = 16) -> list[str]:
+        new = self.generate_ids(batch, max_new_tokens)
         return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
     @torch.no_grad()
@@ -162,7 +201,8 @@ class GenerativeFamily(ModelFamily):
         rows = []
         for i in range(len(batch)):
             visual = (enc.input_ids[i] == self.image_token_id).nonzero().squeeze(-1)
-            query = torch.arange(int(visual.max()) + 1, enc.prompt_len[i], device=self.device)
+            # Text tokens after the image start (earlier ones cannot see it, causal mask).
+            query = torch.arange(int(visual.min()) + 1, enc.prompt_len[i], device=self.device)
             query = query[enc.input_ids[i, query] != self.image_token_id]
             rows.append(mean[i][query][:, visual].mean(0))
         return torch.stack(rows).cpu()
@@ -198,8 +238,11 @@ class GenerativeFamily(ModelFamily):
         self.model.save_pretrained(path)
         self.processor.save_pretrained(path)
 
-    def _count(self, module: nn.Module) -> int:
-        return sum(p.numel() for p in module.parameters())
+    def _count(self, module: nn.Module, leave_out: nn.Module | None = None) -> int:
+        """Parameters of `module`, less those of `leave_out` (Qwen2-VL's tower holds its
+        projector, the merger: counted once, as the projector)."""
+        skip = {id(p) for p in leave_out.parameters()} if leave_out is not None else set()
+        return sum(p.numel() for p in module.parameters() if id(p) not in skip)
 
     def info(self) -> dict[str, Any]:
         first_ffn = self.ffn_modules()[0]
@@ -210,7 +253,7 @@ class GenerativeFamily(ModelFamily):
             "device": str(self.device),
             "parameters": {
                 "total": self._count(self.model),
-                "vision": self._count(self.vision_tower()),
+                "vision": self._count(self.vision_tower(), leave_out=self.projector()),
                 "projector": self._count(self.projector()),
                 "language": self._count(self.language_model()),
             },

@@ -21,9 +21,10 @@ class Llava(GenerativeFamily):
         self.image_token_id = model.config.image_token_id
         self.image_placeholder = getattr(processor, "image_token", "<image>")
 
-    def _encode_prompt(self, sample):
-        images = [sample.image.convert("RGB")] if sample.image is not None else None
-        enc = self.processor(text=[self.prompt_text(sample)], images=images, return_tensors="pt")
+    def _encode_prompt(self, prompt, image):
+        # The processor expands the one <image> into as many tokens as the tower has patches.
+        images = [image.convert("RGB")] if image is not None else None
+        enc = self.processor(text=[prompt], images=images, return_tensors="pt")
         vision = {"pixel_values": enc["pixel_values"]} if images else {}
         return enc["input_ids"][0].tolist(), vision
 
@@ -36,10 +37,20 @@ class Llava(GenerativeFamily):
 
     @torch.no_grad()
     def vision_features(self, images):
+        """Mean of the patch features the projector reads (the configured tower layer, CLS
+        dropped under the "default" strategy), so a delta on the projector does not move
+        them: [B, vision hidden size]."""
         pixels = self.processor.image_processor(
             images=[i.convert("RGB") for i in images], return_tensors="pt"
         )["pixel_values"].to(self.device, self.dtype)
-        return self.vision_tower()(pixel_values=pixels).pooler_output.float().cpu()
+        hidden = self.vision_tower()(pixel_values=pixels, output_hidden_states=True).hidden_states
+        cfg = self.model.config
+        layers = cfg.vision_feature_layer
+        layers = [layers] if isinstance(layers, int) else list(layers)
+        feats = torch.cat([hidden[i] for i in layers], dim=-1)
+        if cfg.vision_feature_select_strategy == "default":
+            feats = feats[:, 1:]
+        return feats.mean(1).float().cpu()
 
     def vision_tower(self) -> nn.Module:
         return self.model.model.vision_tower

@@ -6,6 +6,8 @@ Qwen2VLProcessor, which in transformers 5 also wants a video processor (torchvis
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,10 +36,10 @@ class Qwen2VL(GenerativeFamily):
             )
         )
 
-    def _encode_prompt(self, sample):
-        text, vision = self.prompt_text(sample), {}
-        if sample.image is not None:
-            vision = self._image_inputs([sample.image])
+    def _encode_prompt(self, prompt, image):
+        text, vision = prompt, {}
+        if image is not None:
+            vision = self._image_inputs([image])
             tokens = int(vision["image_grid_thw"][0].prod()) // self.merge**2
             text = text.replace(IMAGE_PAD, IMAGE_PAD * tokens, 1)
         ids = self.tokenizer(text, add_special_tokens=False).input_ids
@@ -51,14 +53,16 @@ class Qwen2VL(GenerativeFamily):
 
     @torch.no_grad()
     def vision_features(self, images):
+        """Mean of each image's patch features before the merger (the projector), so that a
+        delta on the projector does not move them: [B, embed_dim]."""
         vis = self._image_inputs(images)
         grid = vis["image_grid_thw"]
         out = self.vision_tower()(
             vis["pixel_values"].to(self.device, self.dtype), grid_thw=grid.to(self.device)
         )
-        tokens = getattr(out, "pooler_output", out)  # merged patch embeddings, all images
-        sizes = (grid.prod(-1) // self.merge**2).tolist()
-        return torch.stack([t.mean(0) for t in torch.split(tokens, sizes)]).float().cpu()
+        patches = out.last_hidden_state  # all images' patches, one after another
+        sizes = grid.prod(-1).tolist()
+        return torch.stack([p.mean(0) for p in torch.split(patches, sizes)]).float().cpu()
 
     def vision_tower(self) -> nn.Module:
         return self.model.model.visual
@@ -78,30 +82,27 @@ class Qwen2VL(GenerativeFamily):
 
 
 class Qwen2VLParts:
-    """Tokenizer + image processor + chat template: what Qwen2VLProcessor holds, minus video."""
+    """Tokenizer + image processor + chat template: what Qwen2VLProcessor holds, minus video.
+
+    Qwen2VLProcessor cannot be built without torchvision (its video processor needs it).
+    """
 
     def __init__(self, tokenizer: Any, image_processor: Any, chat_template: str | None = None):
         self.tokenizer, self.image_processor = tokenizer, image_processor
         self.chat_template = chat_template
 
-    def apply_chat_template(self, conversation, **kwargs):
-        return self.tokenizer.apply_chat_template(
-            conversation, chat_template=self.chat_template, **kwargs
-        )
-
     def save_pretrained(self, path) -> None:
         self.tokenizer.save_pretrained(path)
         self.image_processor.save_pretrained(path)
+        if self.chat_template:
+            (Path(path) / "chat_template.jinja").write_text(self.chat_template)
 
     @classmethod
     def from_pretrained(cls, path) -> Qwen2VLParts:
-        import json
-        from pathlib import Path
-
         from transformers import AutoImageProcessor, AutoTokenizer
 
         folder = Path(path)
-        template = None
+        template = None  # None: the tokenizer's own template, if any, is used
         if (folder / "chat_template.jinja").is_file():
             template = (folder / "chat_template.jinja").read_text()
         elif (folder / "chat_template.json").is_file():

@@ -24,6 +24,7 @@ from transformers import (
 from unlearnd.models.base import ModelFamily
 from unlearnd.models.clip import Clip
 from unlearnd.models.llava import Llava
+from unlearnd.models.loading import quiet_transformers
 from unlearnd.models.qwen2_vl import IMAGE_PAD, VISION_END, VISION_START, Qwen2VL, Qwen2VLParts
 from unlearnd.models.tokenizer import IMAGE, build_word_tokenizer
 
@@ -232,7 +233,10 @@ BUILDERS = {
 
 
 def tiny(family: str, tokenizer=None, seed: int = 0, **size_overrides: Any) -> ModelFamily:
-    """A small random model of `family` on the CPU in fp32. Sizes: see LLAVA, QWEN2_VL, CLIP."""
+    """A small random model of `family` on the CPU in fp32, with its processor; `save(path)`
+    writes a folder that `load(path)` reopens. Sizes: see LLAVA, QWEN2_VL, CLIP (overrides
+    by those names). Without `tokenizer`, a word tokenizer over DEFAULT_WORDS."""
+    quiet_transformers()
     if family not in BUILDERS:
         raise ValueError(f"unknown family {family!r}; supported: {', '.join(BUILDERS)}")
     build, defaults = BUILDERS[family]

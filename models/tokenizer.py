@@ -24,18 +24,24 @@ TEMPLATE_WORDS = ("user", "assistant", ":", "?", ".", ",", "'", "!", "-")
 def build_word_tokenizer(
     words: Iterable[str], extra_special: Iterable[str] = (), wrap: bool = False
 ) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer over `words`; `wrap` adds <s> ... </s> around every text (CLIP)."""
+    """A word-level tokenizer over `words`; `wrap` adds <s> ... </s> around every text (CLIP).
+
+    Each entry of `words` is split the way texts will be (lower case, punctuation apart), so
+    an entry may be a word with punctuation ("o'neil") or a whole sentence. Ids follow the
+    order of first appearance: specials, template words, then `words`.
+    """
     specials = list(dict.fromkeys([*SPECIALS, *extra_special]))
     vocab: dict[str, int] = {tok: i for i, tok in enumerate(specials)}
-    for word in [*TEMPLATE_WORDS, *words]:
-        word = word.lower()
-        if word and word not in vocab:
-            vocab[word] = len(vocab)
-    core = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
-    core.normalizer = normalizers.Lowercase()
-    core.pre_tokenizer = pre_tokenizers.Sequence(
+    normalizer = normalizers.Lowercase()
+    pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
     )
+    for entry in [*TEMPLATE_WORDS, *words]:
+        for piece, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(entry)):
+            vocab.setdefault(piece, len(vocab))
+    core = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+    core.normalizer = normalizer
+    core.pre_tokenizer = pre_tokenizer
     core.decoder = decoders.WordPiece(prefix="##", cleanup=True)  # joins words with spaces
     if wrap:
         core.post_processor = processors.TemplateProcessing(

@@ -7,8 +7,9 @@ PARENT = {"parent_retain_acc": 0.9, "parent_general_acc": 0.8}
 
 
 def test_passing_candidate():
-    d = decide({"forget_acc": 0.1, "retain_acc": 0.88, "general_acc": 0.8, **PARENT},
-               GateSettings())
+    d = decide(
+        {"forget_acc": 0.1, "retain_acc": 0.88, "general_acc": 0.8, **PARENT}, GateSettings()
+    )
     assert d.passed and d.failed == []
     assert [c.name for c in d.checks] == ["forget_acc", "retain_ratio", "general_ratio"]
 

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-from unlearnd.cli.main import app
-from unlearnd.models import (
-    ModelLoadError,
-    Sample,
-    UnsupportedOperation,
-    detect_family,
-    load,
-    resolve_device,
-    tiny,
-)
+from unlearnd.models import Sample, UnsupportedOperation, detect_family, load, tiny
+from unlearnd.models.tiny import DEFAULT_WORDS
+from unlearnd.models.tokenizer import build_word_tokenizer
+
+torch.set_num_threads(1)  # the machine's cores are shared
 
 RED = Image.new("RGB", (48, 48), (200, 20, 20))
 GREEN = Image.new("RGB", (48, 48), (20, 200, 20))
@@ -40,7 +32,8 @@ def saved(request, tmp_path_factory):
 
 @pytest.fixture(scope="module", params=GENERATIVE)
 def gen(request):
-    return tiny(request.param, seed=2)
+    # Smaller than the defaults (which `saved` covers): these tests train a few steps.
+    return tiny(request.param, seed=2, vision_layers=1, text_layers=2)
 
 
 def test_features_have_one_row_per_input(saved):
@@ -48,8 +41,26 @@ def test_features_have_one_row_per_input(saved):
     v = fam.vision_features([RED, GREEN])
     t = fam.text_embedding(["where does this person live", "a cat"])
     assert v.shape[0] == 2 and t.shape[0] == 2
+    assert v.dtype == t.dtype == torch.float32 and v.device.type == "cpu"
     assert torch.isfinite(v).all() and torch.isfinite(t).all()
     assert not torch.allclose(v[0], v[1])  # different images, different features
+    assert torch.allclose(fam.vision_features([GREEN])[0], v[1], atol=1e-5)  # batch-independent
+
+
+def test_vision_features_do_not_depend_on_the_projector(saved):
+    # Routing embeds images with experts (projector deltas) present: they must not move it.
+    fam, _ = saved
+    before = fam.vision_features([RED])
+    saved_state = {k: v.clone() for k, v in fam.projector().state_dict().items()}
+    with torch.no_grad():
+        for p in fam.projector().parameters():
+            p.add_(0.5)
+    moved = fam.vision_features([RED])
+    fam.projector().load_state_dict(saved_state)
+    if fam.family == "clip":  # CLIP's features are the projected embedding by definition
+        assert not torch.allclose(before, moved)
+    else:
+        assert torch.allclose(before, moved)
 
 
 def test_answer_mask_covers_exactly_the_answer_tokens(gen):
@@ -60,21 +71,42 @@ def test_answer_mask_covers_exactly_the_answer_tokens(gen):
     assert (logp[mask == 0] == 0).all() and (logp[mask == 1] < 0).all()
     logits, mask2 = gen.answer_logits(BATCH)
     assert logits.shape[:2] == mask2.shape and logits.shape[-1] == len(tok)
+    assert torch.isfinite(logits).all()
+    # The masked log-probs are the log-softmax of these logits at the answer's own tokens.
+    enc = gen.encode(BATCH, with_answer=True)
+    for i in range(len(BATCH)):
+        start, n = int(enc.answer_start[i]), int(enc.answer_len[i])
+        targets = enc.input_ids[i, start : start + n]
+        assert targets[-1] == tok.eos_token_id
+        assert tok.decode(targets[:-1]) == BATCH[i].answer
+        want = torch.log_softmax(logits[i, :n], -1).gather(-1, targets[:, None]).squeeze(-1)
+        assert torch.allclose(logp[i, :n], want, atol=1e-5)
+
+
+def test_answer_logprobs_do_not_depend_on_the_batch(gen):
+    logp, _ = gen.answer_logprobs(BATCH)
+    for i, sample in enumerate(BATCH):
+        alone, mask = gen.answer_logprobs([sample])
+        n = int(mask.sum())
+        assert torch.allclose(logp[i, :n], alone[0, :n], atol=1e-4)
 
 
 def test_loss_has_gradient_and_training_lowers_it(gen):
-    params = [p for p in gen.model.parameters()]
+    params = list(gen.model.parameters())
     opt = torch.optim.AdamW(params, lr=3e-3)
+    gen.model.train()
     first = None
     for _ in range(15):
         loss = gen.answer_loss(BATCH)
+        assert loss.ndim == 0 and loss.requires_grad
         first = first if first is not None else loss.item()
         opt.zero_grad()
         loss.backward()
+        assert gen.projector().parameters().__next__().grad.abs().sum() > 0
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
         opt.step()
-    assert float(gen.answer_loss(BATCH)) < first * 0.5
     gen.model.eval()
+    assert gen.answer_loss(BATCH).item() < first * 0.5
 
 
 def test_batched_generation_equals_one_by_one(gen):
@@ -88,12 +120,16 @@ def test_generation_stops_at_eos(gen):
     # Teach one answer, then the model must stop right after it instead of running on.
     sample = Sample("what is this ?", "red cat", RED)
     opt = torch.optim.AdamW(gen.model.parameters(), lr=3e-3)
+    gen.model.train()
     for _ in range(40):
         loss = gen.answer_loss([sample])
         opt.zero_grad()
         loss.backward()
         opt.step()
+    ids = gen.generate_ids([sample], max_new_tokens=8)
+    assert gen.model.training  # generation put the training mode back
     gen.model.eval()
+    assert ids.shape == (1, 3) and ids[0, -1] == gen.tokenizer.eos_token_id  # red cat </s>
     assert gen.generate([sample], max_new_tokens=8) == ["red cat"]
 
 
@@ -102,8 +138,10 @@ def test_attention_to_visual_tokens(gen):
     n_visual = int(
         (gen.encode([BATCH[0]], with_answer=False).input_ids == gen.image_token_id).sum()
     )
+    expected = 36 if gen.family == "llava" else (48 // 8) ** 2 // 4  # patches, or merged 2x2
+    assert n_visual == expected
     assert att.shape == (2, n_visual)
-    assert (att >= 0).all() and torch.isfinite(att).all()
+    assert (att >= 0).all() and torch.isfinite(att).all() and att.sum() > 0
     with pytest.raises(ValueError, match="needs an image"):
         gen.text_to_visual_attention([BATCH[1]])
 
@@ -112,7 +150,12 @@ def test_module_paths_resolve_to_the_modules(saved):
     fam, _ = saved
     assert fam.model.get_submodule(fam.projector_path()) is fam.projector()
     assert [fam.model.get_submodule(p) for p in fam.ffn_paths()] == fam.ffn_modules()
-    assert len(fam.ffn_modules()) >= 2
+    assert len(fam.ffn_modules()) == fam.info()["ffn"]["blocks"] >= 2
+    info = fam.info()
+    assert info["parameters"]["total"] == sum(p.numel() for p in fam.model.parameters())
+    counts = info["parameters"]
+    assert min(counts.values()) > 0  # each part counted once: the projector is not "vision"
+    assert counts["vision"] + counts["projector"] + counts["language"] <= counts["total"]
 
 
 def test_save_load_round_trip_is_exact(saved):
@@ -120,70 +163,69 @@ def test_save_load_round_trip_is_exact(saved):
     again = load(folder, device="cpu")
     assert type(again) is type(fam) and again.family == detect_family(folder)
     assert again.fingerprint() == fam.fingerprint()
-    assert torch.allclose(again.vision_features([RED]), fam.vision_features([RED]), atol=1e-5)
+    close = dict(rtol=0, atol=1e-6)  # same weights; kernels may sum in another order
+    assert torch.allclose(again.vision_features([RED]), fam.vision_features([RED]), **close)
+    text = ["a red cat"]
+    assert torch.allclose(again.text_embedding(text), fam.text_embedding(text), **close)
     if fam.family in GENERATIVE:
         a, _ = again.answer_logits(BATCH)
         b, _ = fam.answer_logits(BATCH)
-        assert torch.allclose(a, b, atol=1e-4)
+        assert torch.allclose(a, b, **close)
+        assert again.generate(BATCH, 4) == fam.generate(BATCH, 4)
 
 
 def test_clip_classifies_and_refuses_text_generation():
-    clip = tiny("clip")
+    clip = tiny("clip", vision_layers=1, text_layers=1)
+    assert clip.generates_text is False
     probs = clip.classify([RED, GREEN], ["cat", "dog", "red"])
     assert probs.shape == (2, 3) and torch.allclose(probs.sum(1), torch.ones(2))
-    with pytest.raises(UnsupportedOperation, match="does not answer"):
-        clip.generate(BATCH)
+    for op in (clip.generate, clip.answer_logprobs, clip.answer_logits, clip.answer_loss):
+        with pytest.raises(UnsupportedOperation, match="does not answer"):
+            op(BATCH)
+    with pytest.raises(UnsupportedOperation):
+        clip.text_to_visual_attention(BATCH)
 
 
-def test_fingerprint_changes_with_weights_and_survives_bf16():
-    fam = tiny("llava", seed=3)
-    before = fam.fingerprint()
-    with torch.no_grad():
-        fam.projector().linear_1.bias.add_(1.0)
-    assert fam.fingerprint() != before
-    fam.model.to(torch.bfloat16)
-    assert len(fam.fingerprint()) == 64
+def test_clip_pools_text_at_eos_with_a_plain_word_tokenizer():
+    # A tokenizer without <s> ... </s> must still give each text its own embedding.
+    clip = tiny("clip", tokenizer=build_word_tokenizer(DEFAULT_WORDS), text_layers=1)
+    emb = clip.text_embedding(["red cat", "red dog", "red"])
+    assert not torch.allclose(emb[0], emb[1]) and not torch.allclose(emb[0], emb[2])
 
 
-def test_device_choice():
-    assert resolve_device("cpu", "auto") == (torch.device("cpu"), torch.float32)
-    assert resolve_device("cpu", "bfloat16")[1] == torch.bfloat16
-    if not torch.cuda.is_available():
-        assert resolve_device("auto", "auto") == (torch.device("cpu"), torch.float32)
-        with pytest.raises(ValueError, match="no CUDA"):
-            resolve_device("cuda")
+LLAVA_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'].upper() }}: {% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}{% endfor %} "
+    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+QWEN_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% else %}{{ c['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
-def test_load_errors_are_clear(tmp_path):
-    with pytest.raises(ModelLoadError, match="not found"):
-        load(tmp_path / "absent")
-    with pytest.raises(ModelLoadError, match="no config.json"):
-        load(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
-    with pytest.raises(ModelLoadError, match="'gpt2' model; supported: llava, qwen2_vl, clip"):
-        load(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava"}))
-    with pytest.raises(ModelLoadError, match="cannot load the llava model"):
-        load(tmp_path)  # a config but no weights
-
-
-def test_model_info_cli(saved, tmp_path):
-    fam, folder = saved
-    runner = CliRunner()
-    out = runner.invoke(app, ["model", "info", str(folder), "--json"])
-    assert out.exit_code == 0, out.output
-    data = json.loads(out.stdout)
-    assert data["family"] == fam.family and data["dtype"] == "float32"
-    assert data["parameters"]["total"] == sum(p.numel() for p in fam.model.parameters())
-    assert data["ffn"]["blocks"] == len(fam.ffn_paths())
-    table = runner.invoke(app, ["model", "info", str(folder)])
-    assert table.exit_code == 0 and "parameters.total" in table.output
-
-
-def test_model_info_cli_errors(tmp_path):
-    runner = CliRunner()
-    missing = runner.invoke(app, ["model", "info", str(tmp_path / "nope")])
-    assert missing.exit_code == 4 and "not found" in missing.output
-    (tmp_path / "notes.txt").write_text("not a model")
-    foreign = runner.invoke(app, ["model", "info", str(tmp_path)])
-    assert foreign.exit_code == 1 and "no config.json" in foreign.output
+@pytest.mark.parametrize("family", GENERATIVE)
+def test_chat_template_of_the_folder_is_used_and_kept(family, tmp_path):
+    tok = build_word_tokenizer(DEFAULT_WORDS, extra_special=["<|im_start|>", "<|im_end|>"])
+    small = dict(vision_layers=1, text_layers=1)
+    if family == "llava":  # real LLaVA folders keep it in the processor
+        fam = tiny(family, tokenizer=tok, **small)
+        fam.processor.chat_template = LLAVA_TEMPLATE
+        want = "USER: <image>\nwhat is this ? ASSISTANT:"
+    else:  # real Qwen2-VL folders also keep it in the tokenizer
+        tok.chat_template = QWEN_TEMPLATE
+        fam = tiny(family, tokenizer=tok, **small)
+        want = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>what is this ?"
+        want += "<|im_end|>\n<|im_start|>assistant\n"
+    sample = Sample("what is this ?", "red cat", RED)
+    assert fam.prompt_text(sample) == want
+    text_only = fam.prompt_text(Sample("who ?"))
+    assert "who ?" in text_only and "<image>" not in text_only and "image_pad" not in text_only
+    _, mask = fam.answer_logprobs([sample, Sample("who ?", "blue dog")])
+    assert mask.sum(1).tolist() == [3, 3]
+    fam.save(tmp_path)
+    again = load(tmp_path)
+    assert again.prompt_text(sample) == want
+    assert torch.equal(again.answer_logits([sample])[0], fam.answer_logits([sample])[0])

@@ -1,0 +1,80 @@
+"""Opening a local Hugging Face model folder as its family. Nothing here touches a hub."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from transformers import AutoProcessor
+
+from unlearnd.models.base import FAMILIES, ModelFamily, ModelLoadError
+from unlearnd.models.clip import Clip
+from unlearnd.models.device import resolve_device
+from unlearnd.models.llava import Llava
+from unlearnd.models.qwen2_vl import Qwen2VL, Qwen2VLParts
+
+MODEL_TYPES = {"llava": "llava", "qwen2_vl": "qwen2_vl", "clip": "clip"}  # model_type -> family
+
+
+def detect_family(path: str | Path) -> str:
+    """The family of a local model folder, from its config.json's `model_type`."""
+    folder = Path(path)
+    if not folder.exists():
+        raise ModelLoadError(f"model folder not found: {folder}")
+    if not folder.is_dir():
+        raise ModelLoadError(f"not a folder: {folder}")
+    if not any(folder.iterdir()):
+        raise ModelLoadError(f"model folder is empty: {folder}")
+    config = folder / "config.json"
+    if not config.is_file():
+        raise ModelLoadError(f"{folder} is not a Hugging Face model folder (no config.json)")
+    try:
+        data = json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelLoadError(f"{config} is not valid JSON: {e}") from e
+    model_type = data.get("model_type") if isinstance(data, dict) else None
+    if model_type is None:
+        raise ModelLoadError(f"{config} has no 'model_type'; supported: {', '.join(MODEL_TYPES)}")
+    if model_type not in MODEL_TYPES:
+        raise ModelLoadError(
+            f"{folder} holds a {model_type!r} model; supported: {', '.join(MODEL_TYPES)}"
+        )
+    return MODEL_TYPES[model_type]
+
+
+CLASSES: dict[str, type[ModelFamily]] = {"llava": Llava, "qwen2_vl": Qwen2VL, "clip": Clip}
+
+
+def _processor(family: str, folder: Path):
+    if family == "qwen2_vl":
+        return Qwen2VLParts.from_pretrained(folder)
+    return AutoProcessor.from_pretrained(folder, local_files_only=True)
+
+
+def load(
+    path: str | Path, *, device: str = "auto", dtype: str = "auto", family: str = "auto"
+) -> ModelFamily:
+    """Open a local model folder as its family; ModelLoadError says what is wrong."""
+    folder = Path(path)
+    if family not in ("auto", *FAMILIES):
+        raise ModelLoadError(f"unknown family {family!r}; supported: auto, {', '.join(FAMILIES)}")
+    detected = detect_family(folder)
+    if family not in ("auto", detected):
+        raise ModelLoadError(f"{folder} holds a {detected} model, not {family}")
+    dev, dt = resolve_device(device, dtype)
+    cls = CLASSES[detected]
+    quiet_transformers()
+    try:
+        model = cls.model_class.from_pretrained(folder, local_files_only=True, dtype=dt)
+        processor = _processor(detected, folder)
+    except Exception as e:  # noqa: BLE001 - any failure here means the folder is broken
+        raise ModelLoadError(f"cannot load the {detected} model in {folder}: {e}") from e
+    return cls(model, processor, dev, dt)
+
+
+def quiet_transformers() -> None:
+    """No progress bars or backend advice on stderr: our commands print their own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
