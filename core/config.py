@@ -3,7 +3,8 @@
 Sources, later ones win: embedded defaults, `unlearnd.toml` (path from `--config` or
 `UNLEARND_CONFIG`, else `./unlearnd.toml` when present), then `UNLEARND_*` environment
 variables. Nested keys use a double underscore: `UNLEARND_DAEMON__LEASE_S=600` sets
-`[daemon] lease_s`. Unknown keys and bad values are errors that name the key.
+`[daemon] lease_s`. Unknown keys and bad values are errors that name the key. Names starting
+`UNLEARND_TEST_` belong to the test suite and are not settings.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 ENV_PREFIX = "UNLEARND_"
+RESERVED_ENV = ("UNLEARND_CONFIG", "UNLEARND_TEST_")  # not settings: the file path, test hooks
 DEFAULT_CONFIG_NAME = "unlearnd.toml"
 
 
@@ -126,7 +128,7 @@ def _set_path(tree: dict[str, Any], keys: list[str], value: Any) -> None:
 def _env_overrides(environ: os._Environ[str] | dict[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+        if not name.startswith(ENV_PREFIX) or name.startswith(RESERVED_ENV):
             continue
         keys = name[len(ENV_PREFIX) :].lower().split("__")
         _set_path(tree, keys, value)  # pydantic coerces the strings ("600" -> 600.0)

@@ -54,6 +54,11 @@ def test_bad_config_names_the_key(tmp_path, text, env, needle):
     assert needle in str(err.value)
 
 
+def test_test_hooks_are_not_settings():
+    env = {"UNLEARND_TEST_PG_URL": "postgresql://x", "UNLEARND_TEST_PAUSE_AT": "after_claim"}
+    assert load_settings(environ=env).seed == 0
+
+
 def test_missing_config_file_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "absent.toml", environ={})
