@@ -7,7 +7,15 @@ from pathlib import Path
 import typer
 
 from unlearnd import __version__
-from unlearnd.cli import method_cmds, model_cmds
+from unlearnd.cli import (
+    daemon_cmds,
+    demo_cmd,
+    inference_cmds,
+    method_cmds,
+    model_cmds,
+    registry_cmds,
+    world_cmds,
+)
 
 app = typer.Typer(
     name="unlearnd",
@@ -18,7 +26,15 @@ app = typer.Typer(
 )
 
 # Each area adds its commands here; the order is the order of `unlearnd --help`.
-for module in (model_cmds, method_cmds):
+for module in (
+    demo_cmd,
+    daemon_cmds,
+    registry_cmds,
+    inference_cmds,
+    method_cmds,
+    model_cmds,
+    world_cmds,
+):
     module.register(app)
 
 

@@ -85,13 +85,9 @@ class UnlearningPipeline:
 
         progress.stage("training")
         t = time.monotonic()
-
-        def on_step(step: int, total: int, loss: float) -> None:
-            progress.step(step, total, loss=loss)
-            if step == 1:
-                progress.checkpoint("during_training")
-
-        result = method.fit(fam, forget, retain, params, progress=on_step)
+        result = method.fit(
+            fam, forget, retain, params, progress=lambda s, n, loss: progress.step(s, n, loss=loss)
+        )
         timings["train_s"] = time.monotonic() - t
 
         progress.stage("storing")

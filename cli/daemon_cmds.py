@@ -1,0 +1,150 @@
+"""`unlearnd serve`, `submit`, `requests`, `request show`: the daemon and its queue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from unlearnd.cli.common import (
+    EXIT_CONFIG,
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    fail,
+    print_json,
+    print_mapping,
+    print_table,
+    settings,
+)
+
+VERSION_SCAN = 1000  # versions `request show` looks through for the request's own
+
+request_app = typer.Typer(help="One deletion request.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("submit")(submit)
+    app.command("requests")(requests)
+    request_app.command("show")(request_show)
+    app.add_typer(request_app, name="request")
+
+
+def serve(
+    ctx: typer.Context,
+    pipeline: str = typer.Option(
+        None,
+        "--pipeline",
+        help="Pipeline as module:factory (default: unlearnd.daemon.pipeline.DEFAULT_PIPELINE).",
+    ),
+    intake: bool = typer.Option(True, "--intake/--no-intake", help="Watch the inbox."),
+    worker: bool = typer.Option(True, "--worker/--no-worker", help="Process queued jobs."),
+) -> None:
+    """Run intake, worker and housekeeping until SIGTERM or Ctrl-C."""
+    from unlearnd.daemon.logs import setup_logging
+    from unlearnd.daemon.pipeline import DEFAULT_PIPELINE, load_pipeline
+    from unlearnd.daemon.service import Service
+
+    s = settings(ctx)
+    spec = pipeline or DEFAULT_PIPELINE
+    loaded = None
+    if worker:
+        if not spec:
+            fail("no pipeline configured: pass --pipeline module:factory", EXIT_CONFIG)
+        try:
+            loaded = load_pipeline(spec, s)
+        except ValueError as e:
+            fail(str(e), EXIT_CONFIG)
+    setup_logging(s.log_format, s.log_level)  # only now: a usage error leaves logging alone
+    service = Service(s, loaded, intake=intake, worker=worker)
+    service.install_signal_handlers()
+    service.run()
+
+
+def submit(
+    ctx: typer.Context,
+    item: Path = typer.Argument(..., help="A request .json/.yaml, a bundle folder or .tar.gz."),
+) -> None:
+    """Put a request into the inbox (written to tmp/, then renamed into new/)."""
+    from unlearnd.daemon.inbox import submit as submit_item
+
+    if not item.exists() and not item.is_symlink():
+        fail(f"no such file or folder: {item}", EXIT_NOT_FOUND)
+    s = settings(ctx)
+    dest = submit_item(item, s.inbox)
+    typer.echo(f"submitted {item} as {dest}")
+
+
+def _store(ctx: typer.Context):
+    from unlearnd.daemon.service import open_registry
+
+    return open_registry(settings(ctx))
+
+
+def _record(rec) -> dict:
+    return rec.model_dump(mode="json") if hasattr(rec, "model_dump") else dict(vars(rec))
+
+
+def requests(
+    ctx: typer.Context,
+    state: str = typer.Option(None, "--state", help="Only this state (e.g. queued, failed)."),
+    limit: int = typer.Option(100, "--limit", min=1),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List requests, newest first."""
+    from unlearnd.registry.records import REQUEST_STATES
+
+    if state is not None and state not in REQUEST_STATES:
+        fail(f"--state: unknown state {state!r}; one of {', '.join(REQUEST_STATES)}", EXIT_USAGE)
+    rows = [_record(r) for r in _store(ctx).list_requests(state=state, limit=limit)]
+    if as_json:
+        print_json(rows)
+        return
+    columns = ("request_id", "state", "kind", "method", "priority", "source_name", "created_at")
+    print_table(([r.get(c) for c in columns] for r in rows), columns, title="requests")
+
+
+def request_show(
+    ctx: typer.Context,
+    request_id: str = typer.Argument(..., help="The request id (see `unlearnd requests`)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """State, attempts, errors, timings and resulting version of one request."""
+    from unlearnd.registry import NotFound
+
+    store = _store(ctx)
+    try:
+        rec = _record(store.get_request(request_id))
+    except NotFound:
+        fail(f"unknown request {request_id!r}", EXIT_NOT_FOUND)
+    jobs = [_record(j) for j in store.list_jobs(request_id=request_id)]
+    # The newest versions are searched: the store has no lookup by request (yet).
+    versions = [
+        {k: v.get(k) for k in ("id", "parent_id", "status", "metrics", "timings", "created_at")}
+        for v in map(_record, store.list_versions(limit=VERSION_SCAN))
+        if v["request_id"] == request_id
+    ]
+    if as_json:
+        print_json({**rec, "jobs": jobs, "versions": versions})
+        return
+    summary = {k: v for k, v in rec.items() if k != "spec"}  # the spec is long: --json has it
+    for version in versions:
+        summary[f"version {version['id']}"] = (
+            f"{version['status']} (parent {version['parent_id']}), timings {version['timings']}"
+        )
+    for job in jobs:
+        for key in (
+            "id",
+            "state",
+            "stage",
+            "attempts",
+            "error",
+            "worker_id",
+            "lease_expires_at",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ):
+            if key in job:
+                summary[f"job {job['id']} {key}"] = job[key]
+    print_mapping(summary, title=f"request {request_id}")

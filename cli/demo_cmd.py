@@ -1,0 +1,149 @@
+"""`unlearnd demo`: the whole loop on the committed world model, in one command.
+
+Starts the service (intake + worker) in this process, submits a deletion of one fictitious
+person, waits for it with a live progress view, shows the metrics and versions, asks the model
+about the person before and after, rolls the deletion back and asks again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from unlearnd.cli.common import console, fail, print_table, settings
+
+TERMINAL = ("committed", "gated", "failed", "rejected")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
+
+
+def _bundle(world, pid: int, out: Path) -> Path:
+    """A request bundle forgetting person `pid`: their seen-portrait questions, with images."""
+    person = world.people[pid]
+    folder = out / f"forget-{person.name.replace(' ', '-')}"
+    folder.mkdir(parents=True)
+    forget = []
+    for i, item in enumerate(world.items("seen_qa", [pid])):
+        world.image(item.image).save(folder / f"{i}.png")
+        forget.append({"image": f"{i}.png", "question": item.question, "answer": item.answer})
+    doc = {
+        "schema": "unlearnd.request/v1",
+        "kind": "entity",
+        "target": {"name": person.name, "description": "a fictitious person of the world"},
+        "forget": forget,
+        "method": "reject",
+        "params": {"refusal": "I cannot identify this person ."},
+        "requested_by": "unlearnd demo",
+        "reason": "privacy: the person asked to be forgotten",
+    }
+    (folder / "request.json").write_text(json.dumps(doc, indent=2))
+    return folder
+
+
+def _ask(deployment, store, version, questions) -> list[str]:
+    from unlearnd.daemon.serving import load_version
+    from unlearnd.evaluation.candidate import answers
+
+    return answers(load_version(deployment, store, version), questions)
+
+
+def _progress_table(store, request_id: str, started: float) -> Table:
+    req = store.get_request(request_id)
+    jobs = store.list_jobs(request_id=request_id)
+    job = jobs[-1] if jobs else None
+    table = Table(title=f"request {request_id}")
+    for col in ("state", "stage", "elapsed"):
+        table.add_column(col)
+    stage = (job.stage or "") if job else ""
+    table.add_row(req.state, stage, f"{time.monotonic() - started:.0f} s")
+    return table
+
+
+def demo(ctx: typer.Context, timeout_s: float = typer.Option(900, help="Give up after.")) -> None:
+    """Delete a person from the world model, show before/after, roll it back."""
+    from unlearnd.daemon.deployment import Deployment
+    from unlearnd.daemon.service import Service
+    from unlearnd.daemon.unlearn import UnlearningPipeline
+
+    s = settings(ctx)
+    s.daemon.stable_checks = 1
+    deployment = Deployment(s)
+    world = deployment.world
+    if world is None:
+        fail("the demo runs on the built-in world model: unset [model] path")
+    console.print(f"[bold]model[/] {deployment.model_dir}   [bold]work dir[/] {s.workdir}")
+    pipeline = UnlearningPipeline(s)
+    service = Service(s, pipeline)
+    store = service.store
+    parent = store.get_alias("live")
+    thread = threading.Thread(target=service.run, name="unlearnd-service", daemon=True)
+    thread.start()
+    try:
+        pid = world.forget_pids[0]
+        person = world.people[pid]
+        tmp = Path(tempfile.mkdtemp(prefix="unlearnd-demo-"))
+        bundle = _bundle(world, pid, tmp)
+        staged = s.inbox / "tmp" / bundle.name
+        shutil.move(str(bundle), staged)
+        staged.rename(s.inbox / "new" / bundle.name)  # Maildir: tmp/ then rename into new/
+        console.print(f"submitted a request to forget [bold]{person.name}[/]")
+
+        started = time.monotonic()
+        request_id = None
+        with Live(console=console, refresh_per_second=2) as live:
+            while time.monotonic() - started < timeout_s:
+                found = [r for r in store.list_requests(limit=20) if r.source_name == bundle.name]
+                if found:
+                    request_id = found[0].request_id
+                    live.update(_progress_table(store, request_id, started))
+                    if found[0].state in TERMINAL:
+                        break
+                time.sleep(0.5)
+        if request_id is None or store.get_request(request_id).state not in TERMINAL:
+            fail(f"the request did not finish within {timeout_s:.0f} s")
+        req = store.get_request(request_id)
+        live_version = store.get_alias("live")
+        version = store.list_versions(limit=1)[0]
+        metrics = {k: v for k, v in version.metrics.items() if k.endswith("_acc")}
+        print_table(sorted(metrics.items()), ("metric", "value"),
+                    title=f"version {version.id}: {req.state}")
+        print_table(
+            [(v.id, v.parent_id, v.kind, v.request_id or "", v.status, v.method or "")
+             for v in store.list_versions(limit=5)],
+            ("version", "parent", "kind", "request", "status", "method"), title="versions",
+        )
+
+        if req.state != "committed":
+            gate = (version.metrics or {}).get("gate", {})
+            fail(f"the deletion was {req.state}: {'; '.join(gate.get('failed', [])) or req.error}")
+        questions = [world.sample(it) for it in world.items("seen_qa", [pid])[:3]]
+        questions += [world.sample(it) for it in world.items("unseen_qa", [pid])[:1]]
+        questions += [world.sample(it) for it in world.items("textual_qa", [pid])[:1]]
+        before = _ask(deployment, store, parent, questions)
+        after = _ask(deployment, store, live_version, questions)
+        store.rollback(parent, who="unlearnd demo", why="demo: undo the deletion")
+        rolled = _ask(deployment, store, store.get_alias("live"), questions)
+        print_table(
+            [(("[image] " if q.image else "") + q.question, q.answer, b, a, r)
+             for q, b, a, r in zip(questions, before, after, rolled, strict=True)],
+            ("question", "truth", f"before (v{parent})", f"after (v{live_version})",
+             "after rollback"),
+            title=f"what the model says about {person.name}",
+        )
+        print_table(
+            [(e.from_version, e.to_version, e.who, e.why) for e in store.alias_history("live")],
+            ("from", "to", "who", "why"), title="history of alias live",
+        )
+    finally:
+        service.stop()
+        thread.join(timeout=60)

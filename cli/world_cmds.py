@@ -1,0 +1,65 @@
+"""`unlearnd world build`: generate the world, train its models, print the quality figures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from unlearnd.cli.common import EXIT_ERROR, err_console, fail, print_json, print_mapping
+
+world_app = typer.Typer(help="The generated world of fictitious people and its tiny models.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(world_app, name="world")
+
+
+@world_app.command("build")
+def build(
+    out: Path = typer.Option(Path("unlearnd-world"), "--out", help="Folder to write the world to."),
+    size: str = typer.Option("small", "--size", help="small (quick) or medium (the fixture)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the generator and the training."),
+    threads: int = typer.Option(2, "--threads", help="torch CPU threads."),
+    clip: bool = typer.Option(True, "--clip/--no-clip", help="Also build the CLIP world."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as one JSON object."),
+) -> None:
+    """Generate the world, train the tiny VLM (and the CLIP world), evaluate, save to --out."""
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from unlearnd.world.build import SIZES, build_world
+
+    if size not in SIZES:
+        fail(f"--size must be one of {', '.join(SIZES)}, got {size!r}", 2)
+    if out.exists() and any(out.iterdir()):
+        fail(f"--out {out} exists and is not empty; choose a new folder", EXIT_ERROR)
+    torch.set_num_threads(max(1, threads))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    # The bar goes to stderr so that --json output on stdout stays one clean object.
+    percent = TextColumn("{task.percentage:>3.0f}%")
+    columns = (TextColumn("{task.description}"), BarColumn(), percent, TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=as_json) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        figures = build_world(out, size=size, seed=seed, progress=progress, with_clip=clip)
+
+    if as_json:
+        print_json(figures)
+        return
+    flat = {k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in figures.items()
+            if not isinstance(v, dict)}  # fmt: skip
+    for name, value in figures.get("clip_domains", {}).items():
+        flat[f"clip {name}"] = f"{value:.3f}"
+    print_mapping(flat, title=f"world {size} (seed {seed}) -> {out}")
+    if not figures.get("meets_bar", False):
+        err_console.print(
+            "[yellow]the quality bar is not met[/] (see QUALITY_BAR in world/evaluate.py)"
+        )

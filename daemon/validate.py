@@ -1,0 +1,226 @@
+"""Turn what was read from the inbox into an accepted request, or say field by field why not.
+
+Checks: the document parses (JSON or YAML, no YAML aliases), matches `unlearnd.request/v1`,
+its JSONL sample files and images exist inside the bundle, images decode within the pixel
+limit, the method and its params and the gate overrides are valid. The content hash covers
+the request and the bytes of every image it uses, so the same content twice is one request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from PIL import Image
+
+from unlearnd.config import GateSettings, LimitSettings
+from unlearnd.daemon.bundle import Contents, safe_member_path
+from unlearnd.daemon.schema import (
+    FieldError,
+    RequestError,
+    RequestV1,
+    Sample,
+    parse_request,
+    parse_sample,
+)
+
+IMAGE_FORMATS = ["PNG", "JPEG", "WEBP", "GIF", "BMP"]
+MethodCheck = Callable[[str, dict[str, Any]], None]  # raises ValueError naming the problem
+
+
+@dataclass(frozen=True)
+class Accepted:
+    request: RequestV1  # forget / retain resolved to lists, method filled in
+    request_id: str
+    content_sha256: str
+    images: dict[str, bytes]  # bundle path -> bytes, only the images the samples use
+
+    @property
+    def document(self) -> dict[str, Any]:
+        return self.request.document()
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors/aliases: a few aliased lists can expand to gigabytes of JSON."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001 - yaml's own signature
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases are not allowed", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def load_document(name: str, data: bytes) -> Any:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RequestError.one(
+            "", f"{name}: not UTF-8 text ({e.reason} at byte {e.start})"
+        ) from None
+    try:
+        if name.lower().endswith(".json"):
+            return json.loads(text, parse_constant=_reject_constant)
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except json.JSONDecodeError as e:
+        msg = f"{name}: not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}"
+        raise RequestError.one("", msg) from None
+    except yaml.YAMLError as e:
+        raise RequestError.one("", f"{name}: not valid YAML: {e}") from None
+    except (ValueError, RecursionError) as e:
+        raise RequestError.one("", f"{name}: not a valid document: {e}") from None
+
+
+def _samples_from_jsonl(field: str, name: str, contents: Contents) -> list[Sample]:
+    try:
+        rel = safe_member_path(name)
+    except RequestError as e:
+        raise RequestError.one(field, e.errors[0].message) from None
+    if rel not in contents.files:
+        where = "in bundle" if contents.is_bundle else "(a plain request file has no bundle)"
+        raise RequestError.one(field, f"file {name!r} not found {where}")
+    errors: list[FieldError] = []
+    samples: list[Sample] = []
+    lines = contents.files[rel].decode("utf-8", errors="replace").splitlines()
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{field}[{len(samples) + len(errors)}]"
+        try:
+            raw = json.loads(line, parse_constant=_reject_constant)
+            samples.append(parse_sample(raw, where))
+        except (ValueError, RecursionError) as e:
+            found = e.errors if isinstance(e, RequestError) else [FieldError(where, str(e))]
+            errors += [FieldError(x.field, f"{x.message} ({name} line {lineno})") for x in found]
+    if errors:
+        raise RequestError(errors)
+    if not samples and field == "forget":
+        raise RequestError.one(field, f"{name} has no samples")
+    return samples
+
+
+def verify_image(data: bytes, limits: LimitSettings) -> str | None:
+    """None if `data` is a decodable image within limits, else what is wrong with it."""
+    if len(data) > limits.max_image_bytes:
+        return f"larger than the limit of {limits.max_image_bytes} bytes"
+    try:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
+            width, height = im.size
+            if width * height > limits.max_image_pixels:
+                return f"{width}x{height} pixels is over the limit of {limits.max_image_pixels}"
+            im.verify()
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
+            im.load()  # verify() does not decode pixel data; a truncated image fails here
+    except Exception as e:  # noqa: BLE001 - PIL raises many types for hostile input
+        return f"not a readable image ({type(e).__name__}: {e})"
+    return None
+
+
+def _check_images(
+    field: str,
+    samples: list[Sample],
+    contents: Contents,
+    limits: LimitSettings,
+    images: dict[str, bytes],
+    errors: list[FieldError],
+) -> list[Sample]:
+    out = []
+    for i, sample in enumerate(samples):
+        if sample.image is None:
+            out.append(sample)
+            continue
+        where = f"{field}[{i}].image"
+        try:
+            rel = safe_member_path(sample.image)
+        except RequestError as e:
+            errors.append(FieldError(where, e.errors[0].message))
+            continue
+        if rel not in contents.files:
+            hint = "" if contents.is_bundle else " (a plain request file has no bundle)"
+            errors.append(FieldError(where, f"file not found in bundle{hint}"))
+            continue
+        if rel not in images:
+            problem = verify_image(contents.files[rel], limits)
+            if problem:
+                errors.append(FieldError(where, problem))
+                continue
+            images[rel] = contents.files[rel]
+        out.append(sample.model_copy(update={"image": rel}))
+    return out
+
+
+def default_method_check(method: str, params: dict[str, Any]) -> None:
+    from unlearnd.methods import get_method  # torch import: only when a request arrives
+
+    try:
+        get_method(method).validate_params(params)
+    except KeyError as e:
+        raise ValueError(str(e)) from None
+
+
+def accept(
+    contents: Contents,
+    limits: LimitSettings,
+    default_method: str,
+    method_check: MethodCheck | None = default_method_check,
+) -> Accepted:
+    """Validate everything; RequestError lists every problem found, not only the first."""
+    req = parse_request(load_document(contents.request_name, contents.request_bytes))
+    errors: list[FieldError] = []
+    resolved: dict[str, list[Sample]] = {}
+    for field in ("forget", "retain"):
+        value = getattr(req, field)
+        try:
+            resolved[field] = (
+                _samples_from_jsonl(field, value, contents)
+                if isinstance(value, str)
+                else list(value or [])
+            )
+        except RequestError as e:
+            errors += e.errors
+            resolved[field] = []
+    count = len(resolved["forget"]) + len(resolved["retain"])
+    if count > limits.max_samples:
+        errors.append(FieldError("forget", f"{count} samples; the limit is {limits.max_samples}"))
+    images: dict[str, bytes] = {}
+    for field in ("forget", "retain"):
+        resolved[field] = _check_images(field, resolved[field], contents, limits, images, errors)
+    method = req.method or default_method
+    if method_check is not None:
+        try:
+            method_check(method, dict(req.params))
+        except ValueError as e:
+            errors.append(FieldError("method" if "unknown method" in str(e) else "params", str(e)))
+    if req.gate:
+        from unlearnd.evaluation.gate import thresholds
+
+        try:
+            thresholds(GateSettings(), dict(req.gate))
+        except ValueError as e:
+            errors.append(FieldError("gate", str(e)))
+    if errors:
+        raise RequestError(errors)
+    retain = resolved["retain"] if req.retain is not None else None
+    req = req.model_copy(update={"forget": resolved["forget"], "retain": retain, "method": method})
+    digest = content_sha256(req, images)
+    return Accepted(req, req.id or f"req-{digest[:16]}", digest, images)
+
+
+def content_sha256(req: RequestV1, images: dict[str, bytes]) -> str:
+    """sha256 over the canonical request and the bytes of each image it uses."""
+    canonical = {
+        "request": req.document(),
+        "images": {rel: hashlib.sha256(data).hexdigest() for rel, data in sorted(images.items())},
+    }
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

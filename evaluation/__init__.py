@@ -1,0 +1,1 @@
+"""unlearnd.evaluation: metrics, candidate scoring and the gate that decides promotion."""

@@ -1,0 +1,115 @@
+"""Basic answer metrics: normalised exact match, answer match, multiple choice, cloze, ROUGE-L.
+
+Plain functions over strings (and option scores), so every figure of the evaluation can be
+recomputed by hand. Normalisation follows the usual QA convention: lower case, no
+punctuation, no articles, single spaces.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Sequence
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans({c: " " for c in string.punctuation})
+
+
+def normalise(text: str) -> str:
+    text = text.lower().translate(_PUNCT)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, reference: str) -> bool:
+    """True when both are equal after normalisation."""
+    return normalise(prediction) == normalise(reference)
+
+
+def answer_match(prediction: str, reference: str) -> bool:
+    """True when the normalised reference appears as whole words in the normalised prediction
+    (a model that says "she is a baker" for "baker" is right). An empty reference never
+    matches."""
+    ref = normalise(reference)
+    if not ref:
+        return False
+    return f" {ref} " in f" {normalise(prediction)} "
+
+
+def _check_lengths(a: Sequence, b: Sequence, what: str) -> None:
+    if len(a) != len(b):
+        raise ValueError(f"{what}: {len(a)} predictions but {len(b)} references")
+
+
+def exact_match_rate(predictions: Sequence[str], references: Sequence[str]) -> float:
+    _check_lengths(predictions, references, "exact_match_rate")
+    if not references:
+        return 0.0
+    return sum(map(exact_match, predictions, references)) / len(references)
+
+
+def answer_accuracy(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """Fraction of predictions that contain their reference answer (see `answer_match`)."""
+    _check_lengths(predictions, references, "answer_accuracy")
+    if not references:
+        return 0.0
+    return sum(map(answer_match, predictions, references)) / len(references)
+
+
+def multiple_choice_accuracy(
+    option_scores: Sequence[Sequence[float]], correct: Sequence[int]
+) -> float:
+    """Fraction of questions whose highest-scoring option is the correct one.
+
+    `option_scores[i][j]`: a score (e.g. answer log-likelihood) of option j of question i.
+    Ties count as wrong, so a model that scores every option the same gets no credit.
+    """
+    _check_lengths(option_scores, correct, "multiple_choice_accuracy")
+    if not correct:
+        return 0.0
+    right = 0
+    for scores, gold in zip(option_scores, correct, strict=True):
+        if not 0 <= gold < len(scores):
+            raise ValueError(f"multiple_choice_accuracy: correct index {gold} out of range")
+        best = max(scores)
+        if scores[gold] == best and sum(s == best for s in scores) == 1:
+            right += 1
+    return right / len(correct)
+
+
+def cloze_accuracy(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """Fraction of blanks filled with exactly the reference word(s) (normalised).
+
+    Stricter than `answer_accuracy`: the fill must be the answer and nothing else.
+    """
+    _check_lengths(predictions, references, "cloze_accuracy")
+    return exact_match_rate(predictions, references)
+
+
+def _lcs_length(a: list[str], b: list[str]) -> int:
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    return prev[-1]
+
+
+def rouge_l(prediction: str, reference: str) -> float:
+    """ROUGE-L F1 over normalised word tokens (longest common subsequence)."""
+    pred, ref = normalise(prediction).split(), normalise(reference).split()
+    if not pred or not ref:
+        return 0.0
+    lcs = _lcs_length(pred, ref)
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(pred), lcs / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def mean_rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
+    _check_lengths(predictions, references, "mean_rouge_l")
+    if not references:
+        return 0.0
+    return sum(map(rouge_l, predictions, references)) / len(references)
