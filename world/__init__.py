@@ -1,0 +1,43 @@
+"""unlearnd.world: a generated world of fictitious people and scenes, and its trained models.
+
+`load_world()` opens the committed fixture (world/assets/medium: world.json + vlm/);
+`evaluate(fam, world)` gives the quality figures; `unlearnd world build` rebuilds it all.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from unlearnd.world.dataset import QAItem, World, WorldSpec
+from unlearnd.world.evaluate import QUALITY_BAR, evaluate
+
+ASSETS = Path(__file__).parent / "assets"
+DEFAULT_SIZE = "medium"
+
+__all__ = ["ASSETS", "QUALITY_BAR", "QAItem", "World", "WorldSpec", "evaluate", "load_world"]
+
+
+def fixture_dir(size: str = DEFAULT_SIZE) -> Path:
+    """The committed world folder of a size (world.json + vlm/)."""
+    return ASSETS / size
+
+
+def load_world(path: str | Path | None = None) -> World:
+    """The world saved at `path` (a world folder or its world.json); default: the fixture.
+
+    The world's model folder, when there is one, is `world.model_dir` (open it with
+    `unlearnd.models.load`).
+    """
+    path = Path(path) if path is not None else fixture_dir()
+    file = path / "world.json" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"no world.json at {file}")
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{file}: not valid JSON: {e}") from e
+    world = World.from_json(data)
+    vlm = file.parent / "vlm"
+    world.model_dir = vlm if vlm.is_dir() else None
+    return world

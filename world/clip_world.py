@@ -1,0 +1,293 @@
+"""The CLIP world: object classes drawn in several domains, and a tiny CLIP trained on them.
+
+It is the setting of domain unlearning (ADU): forget e.g. sketches, keep photos. Images are
+never stored: image `i` of (domain, class, split) is re-drawn from (seed, domain, class,
+split, i), so a saved world is its clip_world.json plus the trained model folder:
+
+    out/clip_world.json   classes, domains, split sizes, generation and training parameters
+    out/clip/             the trained CLIP, an ordinary Hugging Face folder
+
+`build_clip_world(out)` makes one; `load_clip_world()` opens one (default: the committed
+fixture world/assets/clip, rebuilt by `python -m unlearnd.world.clip_world world/assets/clip`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from unlearnd.world.clip_draw import DOMAINS, render
+from unlearnd.world.clip_shapes import CLASSES
+
+FIXTURE = Path(__file__).parent / "assets" / "clip"
+SPLITS = ("train", "unseen")
+TEMPLATE = "a photo of a {}."  # ADU's fixed zero-shot prompt
+FORMAT = 1  # version of clip_world.json
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class ClipWorldSpec:
+    """What decides every pixel: the seed, the classes and domains, the split sizes."""
+
+    seed: int = 0
+    classes: tuple[str, ...] = tuple(CLASSES)
+    domains: tuple[str, ...] = DOMAINS
+    image_size: int = 48
+    n_train: int = 100  # images per (domain, class) the CLIP is trained on
+    n_unseen: int = 40  # images per (domain, class) held out for evaluation
+
+    def __post_init__(self) -> None:
+        for name, chosen, known in (
+            ("classes", self.classes, CLASSES),
+            ("domains", self.domains, DOMAINS),
+        ):
+            unknown = [x for x in chosen if x not in known]
+            if unknown or len(set(chosen)) != len(chosen) or not chosen:
+                raise ValueError(f"{name}: {list(chosen)} must be distinct names from {list(known)}")
+        for name in ("image_size", "n_train", "n_unseen"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ClipSample:
+    """One image with its class and domain (names and indices into the world's lists)."""
+
+    image: Image.Image
+    label: str
+    domain: str
+    label_index: int
+    domain_index: int
+    split: str = "train"
+    index: int = 0
+
+
+@dataclass
+class ClipWorld:
+    spec: ClipWorldSpec = field(default_factory=ClipWorldSpec)
+    model_dir: Path | None = None
+    train: dict = field(default_factory=dict)  # training parameters, for the record
+    accuracy: dict = field(default_factory=dict)  # measured zero-shot accuracy per domain
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.spec.classes
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        return self.spec.domains
+
+    def split_size(self, split: str) -> int:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        return self.spec.n_train if split == "train" else self.spec.n_unseen
+
+    def image(self, domain: str, label: str, split: str, index: int) -> Image.Image:
+        """Image `index` of `label` in `domain` and `split`, the same pixels on every call."""
+        return self.sample(domain, label, split, index).image
+
+    def sample(self, domain: str, label: str, split: str, index: int) -> ClipSample:
+        if domain not in self.domains:
+            raise ValueError(f"domain {domain!r} is not in this world: {list(self.domains)}")
+        if label not in self.classes:
+            raise ValueError(f"class {label!r} is not in this world: {list(self.classes)}")
+        size = self.split_size(split)
+        if not 0 <= index < size:
+            raise ValueError(f"index {index} out of range for split {split!r} (0..{size - 1})")
+        d, c = self.domains.index(domain), self.classes.index(label)
+        # Seeded by names' positions in the full lists, so a world with fewer classes or
+        # domains draws the same pixels for the ones it keeps.
+        key = [self.spec.seed, DOMAINS.index(domain), list(CLASSES).index(label)]
+        rng = np.random.default_rng([*key, SPLITS.index(split), index])
+        image = render(label, domain, rng, self.spec.image_size)
+        return ClipSample(image, label, domain, c, d, split, index)
+
+    def samples(
+        self,
+        split: str = "unseen",
+        domains: Sequence[str] | None = None,
+        per_pair: int | None = None,
+        offset: int = 0,
+    ) -> list[ClipSample]:
+        """Images `offset .. offset+per_pair` of every (domain, class) of `split`, in order."""
+        size = self.split_size(split)
+        count = size - offset if per_pair is None else per_pair
+        if offset < 0 or count < 0 or offset + count > size:
+            raise ValueError(f"per_pair {count} from offset {offset} exceeds split size {size}")
+        return [
+            self.sample(d, c, split, i)
+            for d in (domains or self.domains)
+            for c in self.classes
+            for i in range(offset, offset + count)
+        ]
+
+    def few_shot(
+        self, k: int = 8, domains: Sequence[str] | None = None, seed: int = 0
+    ) -> list[ClipSample]:
+        """`k` training images per class per domain, a fixed random choice for each `seed`."""
+        if not 1 <= k <= self.spec.n_train:
+            raise ValueError(f"k must be in 1..{self.spec.n_train}, got {k}")
+        rng = np.random.default_rng([self.spec.seed, 1001, seed])
+        out = []
+        for d in domains or self.domains:
+            for c in self.classes:
+                picks = sorted(rng.choice(self.spec.n_train, size=k, replace=False).tolist())
+                out.extend(self.sample(d, c, "train", i) for i in picks)
+        return out
+
+    def load_model(self, **kwargs):
+        """The trained CLIP (`unlearnd.models.load` of model_dir)."""
+        from unlearnd.models import load
+
+        if self.model_dir is None:
+            raise FileNotFoundError("this CLIP world has no model folder (clip/)")
+        return load(self.model_dir, **kwargs)
+
+    def to_json(self) -> dict:
+        spec = asdict(self.spec)
+        return {
+            "format": FORMAT,
+            **spec,
+            "splits": {"train": self.spec.n_train, "unseen": self.spec.n_unseen},
+            "template": TEMPLATE,
+            "train": self.train,
+            "clip_domains": self.accuracy,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> ClipWorld:
+        if not isinstance(data, dict):
+            raise ValueError("clip_world.json must hold an object")
+        if data.get("format") != FORMAT:
+            raise ValueError(f"clip_world.json: 'format' must be {FORMAT}, got {data.get('format')!r}")
+        names = ("seed", "classes", "domains", "image_size", "n_train", "n_unseen")
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise ValueError(f"clip_world.json is missing {missing}")
+        values = {n: tuple(data[n]) if n in ("classes", "domains") else data[n] for n in names}
+        return cls(ClipWorldSpec(**values), None, data.get("train", {}), data.get("clip_domains", {}))
+
+
+def balanced_batches(
+    samples: Sequence[ClipSample], batch_size: int, seed: int = 0
+) -> Iterator[list[ClipSample]]:
+    """Endless batches with the same number of samples from every domain present.
+
+    Each domain's samples are shuffled and cycled on their own, so a small domain is
+    repeated rather than under-represented (ADU's domain-balanced batches).
+    """
+    by_domain: dict[str, list[ClipSample]] = {}
+    for s in samples:
+        by_domain.setdefault(s.domain, []).append(s)
+    if not by_domain:
+        raise ValueError("balanced_batches needs at least one sample")
+    per = batch_size // len(by_domain)
+    if per < 1:
+        raise ValueError(f"batch_size {batch_size} is smaller than the {len(by_domain)} domains")
+    rng = np.random.default_rng(seed)
+    orders = {d: [] for d in by_domain}
+    while True:
+        batch = []
+        for d, items in by_domain.items():
+            while len(orders[d]) < per:
+                orders[d].extend(rng.permutation(len(items)).tolist())
+            batch.extend(items[i] for i in orders[d][:per])
+            del orders[d][:per]
+        yield batch
+
+
+def zero_shot_accuracy(fam, world: ClipWorld, per_pair: int | None = None) -> dict[str, float]:
+    """Accuracy of `fam.classify` with the fixed template, per domain, on unseen images."""
+    accuracy = {}
+    for domain in world.domains:
+        items = world.samples("unseen", [domain], per_pair)
+        correct = 0
+        for start in range(0, len(items), 256):
+            chunk = items[start : start + 256]
+            probs = fam.classify([s.image for s in chunk], list(world.classes), TEMPLATE)
+            truth = np.array([s.label_index for s in chunk])
+            correct += int((probs.argmax(-1).numpy() == truth).sum())
+        accuracy[domain] = round(correct / len(items), 4)
+    return accuracy
+
+
+def load_clip_world(path: str | Path | None = None) -> ClipWorld:
+    """The CLIP world saved at `path` (its folder or clip_world.json); default: the fixture."""
+    path = Path(path) if path is not None else FIXTURE
+    file = path / "clip_world.json" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"no clip_world.json at {file}")
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{file}: not valid JSON: {e}") from e
+    world = ClipWorld.from_json(data)
+    model = file.parent / "clip"
+    world.model_dir = model if (model / "config.json").is_file() else None
+    return world
+
+
+def build_clip_world(
+    out_dir: str | Path,
+    seed: int = 0,
+    progress: Progress | None = None,
+    spec: ClipWorldSpec | None = None,
+    steps: int | None = None,
+) -> dict:
+    """Train the tiny CLIP of the world of `seed`; write out_dir/clip and clip_world.json.
+
+    Returns {"clip_domains": {domain: zero-shot accuracy on unseen images}, "seconds": ...}.
+    `spec` and `steps` shrink the build for tests.
+    """
+    from unlearnd.world.clip_train import TrainConfig, train_clip
+
+    started = time.monotonic()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = spec or ClipWorldSpec(seed=seed)
+    if spec.seed != seed:
+        raise ValueError(f"seed {seed} differs from spec.seed {spec.seed}")
+    config = TrainConfig(seed=seed) if steps is None else TrainConfig(seed=seed, steps=steps)
+    world = ClipWorld(spec, out / "clip", asdict(config))
+    fam = train_clip(world, config, progress)
+    fam.save(out / "clip")
+    if progress:
+        progress("evaluate", 0, 1)
+    world.accuracy = zero_shot_accuracy(fam, world)
+    if progress:
+        progress("evaluate", 1, 1)
+    seconds = round(time.monotonic() - started, 1)
+    world.train["build_seconds"] = seconds
+    (out / "clip_world.json").write_text(json.dumps(world.to_json(), indent=1) + "\n")
+    return {"clip_domains": world.accuracy, "seconds": seconds}
+
+
+def main(argv: list[str]) -> int:
+    """`python -m unlearnd.world.clip_world OUT [SEED]`: rebuild a CLIP world (the fixture)."""
+    import torch
+
+    if not argv or len(argv) > 2:
+        print("usage: python -m unlearnd.world.clip_world OUT_DIR [SEED]", file=sys.stderr)
+        return 2
+    torch.set_num_threads(2)
+
+    def show(stage: str, done: int, total: int) -> None:
+        print(f"\r{stage}: {done}/{total}", end="\n" if done == total else "", flush=True)
+
+    result = build_clip_world(Path(argv[0]), int(argv[1]) if len(argv) > 1 else 0, show)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
