@@ -20,6 +20,7 @@ from unlearnd.evaluation.candidate import score
 from unlearnd.methods import get_method
 from unlearnd.methods.apply import artifact_metadata
 from unlearnd.models import Sample
+from unlearnd.registry import AliasMoved
 
 log = logging.getLogger("unlearnd.daemon.unlearn")
 
@@ -50,9 +51,19 @@ class UnlearningPipeline:
             method=None,
             params={"model": str(self.deployment.model_dir)},
         )
-        store.move_alias(
-            "live", version.id, expected_from=None, who="unlearnd", why="base model at first start"
-        )
+        try:
+            moved = store.move_alias(
+                "live",
+                version.id,
+                expected_from=None,
+                who="unlearnd",
+                why="base model at first start",
+            )
+        except AliasMoved:  # PostgreSQL: the other worker's first insert won
+            moved = False
+        if not moved:  # another worker registered the base first: ours is never used
+            store.mark_version_broken(version.id, "another worker registered the base model")
+            return
         log.info("registered the base model as version %s", version.id)
 
     def run(self, job: Any, item: WorkItem, store: Any, progress: Any) -> PipelineResult:
