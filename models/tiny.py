@@ -101,15 +101,26 @@ def _ids(tok) -> dict[str, int]:
     }
 
 
-def tiny_llava(tok, s) -> Llava:
-    vision = CLIPVisionConfig(
+def _clip_vision(s: dict[str, Any], **extra: Any) -> CLIPVisionConfig:
+    """The CLIP vision tower both llava and clip use (llava's starts from CLIP's, as in LLaVA)."""
+    return CLIPVisionConfig(
         image_size=s["image_size"],
         patch_size=s["patch_size"],
         hidden_size=s["vision_hidden"],
         intermediate_size=4 * s["vision_hidden"],
         num_hidden_layers=s["vision_layers"],
         num_attention_heads=s["vision_heads"],
+        **extra,
     )
+
+
+def _clip_images(s: dict[str, Any]) -> CLIPImageProcessorPil:
+    side = {"height": s["image_size"], "width": s["image_size"]}
+    return CLIPImageProcessorPil(size={"shortest_edge": s["image_size"]}, crop_size=side)
+
+
+def tiny_llava(tok, s) -> Llava:
+    vision = _clip_vision(s)
     text = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=s["text_hidden"],
@@ -128,11 +139,8 @@ def tiny_llava(tok, s) -> Llava:
         image_seq_length=tokens,
         vision_feature_layer=s["vision_feature_layer"],
     )
-    side = {"height": s["image_size"], "width": s["image_size"]}
     processor = LlavaProcessor(
-        image_processor=CLIPImageProcessorPil(
-            size={"shortest_edge": s["image_size"]}, crop_size=side
-        ),
+        image_processor=_clip_images(s),
         tokenizer=tok,
         patch_size=s["patch_size"],
         vision_feature_select_strategy="default",
@@ -197,27 +205,13 @@ def tiny_clip(tok, s) -> Clip:
         projection_dim=s["projection_dim"],
         **_ids(tok),
     )
-    vision = CLIPVisionConfig(
-        image_size=s["image_size"],
-        patch_size=s["patch_size"],
-        hidden_size=s["vision_hidden"],
-        intermediate_size=4 * s["vision_hidden"],
-        num_hidden_layers=s["vision_layers"],
-        num_attention_heads=s["vision_heads"],
-        projection_dim=s["projection_dim"],
-    )
+    vision = _clip_vision(s, projection_dim=s["projection_dim"])
     config = CLIPConfig(
         text_config=text.to_dict(),
         vision_config=vision.to_dict(),
         projection_dim=s["projection_dim"],
     )
-    side = {"height": s["image_size"], "width": s["image_size"]}
-    processor = CLIPProcessor(
-        image_processor=CLIPImageProcessorPil(
-            size={"shortest_edge": s["image_size"]}, crop_size=side
-        ),
-        tokenizer=tok,
-    )
+    processor = CLIPProcessor(image_processor=_clip_images(s), tokenizer=tok)
     return Clip(CLIPModel(config), processor, *_cpu())
 
 
