@@ -42,7 +42,7 @@ def _bundle(world, pid: int, out: Path) -> Path:
         "target": {"name": person.name, "description": "a fictitious person of the world"},
         "forget": forget,
         "method": "reject",
-        "params": {"refusal": "I cannot identify this person ."},
+        "params": {"refusal": "I cannot identify this person .", "lr": 3e-3},
         "requested_by": "unlearnd demo",
         "reason": "privacy: the person asked to be forgotten",
     }
@@ -115,34 +115,50 @@ def demo(ctx: typer.Context, timeout_s: float = typer.Option(900, help="Give up 
         live_version = store.get_alias("live")
         version = store.list_versions(limit=1)[0]
         metrics = {k: v for k, v in version.metrics.items() if k.endswith("_acc")}
-        print_table(sorted(metrics.items()), ("metric", "value"),
-                    title=f"version {version.id}: {req.state}")
         print_table(
-            [(v.id, v.parent_id, v.kind, v.request_id or "", v.status, v.method or "")
-             for v in store.list_versions(limit=5)],
-            ("version", "parent", "kind", "request", "status", "method"), title="versions",
+            sorted(metrics.items()), ("metric", "value"), title=f"version {version.id}: {req.state}"
+        )
+        print_table(
+            [
+                (v.id, v.parent_id, v.kind, v.request_id or "", v.status, v.method or "")
+                for v in store.list_versions(limit=5)
+            ],
+            ("version", "parent", "kind", "request", "status", "method"),
+            title="versions",
         )
 
         if req.state != "committed":
             gate = (version.metrics or {}).get("gate", {})
             fail(f"the deletion was {req.state}: {'; '.join(gate.get('failed', [])) or req.error}")
-        questions = [world.sample(it) for it in world.items("seen_qa", [pid])[:3]]
-        questions += [world.sample(it) for it in world.items("unseen_qa", [pid])[:1]]
-        questions += [world.sample(it) for it in world.items("textual_qa", [pid])[:1]]
+        probes = [("seen portrait", it) for it in world.items("seen_qa", [pid])[:3]]
+        probes += [("unseen portrait", it) for it in world.items("unseen_qa", [pid])[:1]]
+        probes += [("text only", it) for it in world.items("textual_qa", [pid])[:1]]
+        questions = [world.sample(it) for _, it in probes]
         before = _ask(deployment, store, parent, questions)
         after = _ask(deployment, store, live_version, questions)
         store.rollback(parent, who="unlearnd demo", why="demo: undo the deletion")
         rolled = _ask(deployment, store, store.get_alias("live"), questions)
         print_table(
-            [(("[image] " if q.image else "") + q.question, q.answer, b, a, r)
-             for q, b, a, r in zip(questions, before, after, rolled, strict=True)],
-            ("question", "truth", f"before (v{parent})", f"after (v{live_version})",
-             "after rollback"),
+            [
+                (kind, q.question, q.answer, b, a, r)
+                for (kind, _), q, b, a, r in zip(
+                    probes, questions, before, after, rolled, strict=True
+                )
+            ],
+            (
+                "probe",
+                "question",
+                "truth",
+                f"before (v{parent})",
+                f"after (v{live_version})",
+                "after rollback",
+            ),
             title=f"what the model says about {person.name}",
         )
         print_table(
             [(e.from_version, e.to_version, e.who, e.why) for e in store.alias_history("live")],
-            ("from", "to", "who", "why"), title="history of alias live",
+            ("from", "to", "who", "why"),
+            title="history of alias live",
         )
     finally:
         service.stop()
