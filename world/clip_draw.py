@@ -37,9 +37,7 @@ def place(parts: list[Part], r: np.random.Generator) -> list[Part]:
         rot = rot @ np.diag([-1.0, 1.0])
     shift = r.uniform(-1, 1, size=2) * (1 - scale) * half * 0.8
     k = scale * half
-    return [
-        Part(p.kind, p.points @ rot.T * k + half + shift, p.role, p.width * k) for p in parts
-    ]
+    return [Part(p.kind, p.points @ rot.T * k + half + shift, p.role, p.width * k) for p in parts]
 
 
 def _xy(points: np.ndarray, closed: bool) -> list[tuple[float, float]]:
@@ -79,8 +77,11 @@ def _smooth_noise(r: np.random.Generator, cells: int, amount: float) -> np.ndarr
     """Low-frequency blotches [S, S, 3] of roughly +-amount (background texture)."""
     small = r.normal(0, 1, (cells, cells, 3))
     up = [
-        np.asarray(Image.fromarray(small[..., c].astype(np.float32)).resize(
-            (DRAW_SIZE, DRAW_SIZE), Image.BICUBIC))  # fmt: skip
+        np.asarray(
+            Image.fromarray(small[..., c].astype(np.float32)).resize(
+                (DRAW_SIZE, DRAW_SIZE), Image.BICUBIC
+            )
+        )  # fmt: skip
         for c in range(3)
     ]
     return np.stack(up, axis=-1) * amount
@@ -128,7 +129,7 @@ def sketch(parts: list[Part], r: np.random.Generator) -> np.ndarray:
             paper.paste(ink, mask=Image.fromarray(np.minimum(hatch, _mask(part))))
         for _ in range(int(r.integers(1, 3))):  # one or two passes of a wobbly hand
             pts = part.points + r.normal(0, 1.2, part.points.shape)
-            width = int(r.integers(2, 4))
+            width = int(r.integers(3, 5))
             draw.line(_xy(pts, part.kind == "fill"), fill=int(r.integers(15, 80)), width=width)
     return np.repeat(np.asarray(paper, float)[..., None], 3, axis=-1)
 

@@ -76,8 +76,16 @@ def car(r: np.random.Generator) -> list[Part]:
     return [
         Part("fill", rect(-length, -body_h, length, body_h * 0.8)),
         Part("fill", poly((a, -body_h), (a + 0.2, cabin_top), (b - 0.15, cabin_top), (b, -body_h))),
-        Part("fill", poly((a + 0.12, -body_h), (a + 0.26, cabin_top + 0.1),
-                          (b - 0.22, cabin_top + 0.1), (b - 0.1, -body_h)), "light"),  # fmt: skip
+        Part(
+            "fill",
+            poly(
+                (a + 0.12, -body_h),
+                (a + 0.26, cabin_top + 0.1),
+                (b - 0.22, cabin_top + 0.1),
+                (b - 0.1, -body_h),
+            ),
+            "light",
+        ),  # fmt: skip
         Part("fill", ellipse(-length + 0.35, body_h * 0.8, wheel, wheel), "dark"),
         Part("fill", ellipse(length - 0.35, body_h * 0.8, wheel, wheel), "dark"),
     ]
@@ -99,8 +107,12 @@ def cup(r: np.random.Generator) -> list[Part]:
     top, bottom = r.uniform(-0.7, -0.5), r.uniform(0.55, 0.75)
     mid = (top + bottom) / 2
     return [
-        Part("stroke", ellipse(top_w - 0.05, mid, 0.35, 0.3, 14, -np.pi / 2, np.pi / 2),
-             "second", 0.12),  # fmt: skip
+        Part(
+            "stroke",
+            ellipse(top_w - 0.05, mid, 0.35, 0.3, 14, -np.pi / 2, np.pi / 2),
+            "second",
+            0.12,
+        ),  # fmt: skip
         Part("fill", poly((-top_w, top), (top_w, top), (bottom_w, bottom), (-bottom_w, bottom))),
         Part("fill", ellipse(0.0, top, top_w, 0.1), "dark"),
     ]

@@ -28,18 +28,20 @@ PLAIN_CAPTIONS = ("a {c}.", "the {c}.")
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0
-    steps: int = 700
+    steps: int = 1400
     batch_size: int = 128
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 0.05
     warmup: int = 40
-    plain_share: float = 0.15  # captions that do not name the domain
+    plain_share: float = 0.3  # captions that do not name the domain
     patch_size: int = 8
-    vision_hidden: int = 96
-    vision_layers: int = 4
-    text_hidden: int = 64
-    text_layers: int = 2
-    projection_dim: int = 64
+    vision_hidden: int = 64
+    vision_layers: int = 3
+    vision_heads: int = 4
+    text_hidden: int = 32
+    text_layers: int = 1
+    text_heads: int = 2
+    projection_dim: int = 32
 
 
 def captions(world: ClipWorld) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -58,12 +60,53 @@ def captions(world: ClipWorld) -> tuple[list[str], np.ndarray, np.ndarray]:
     return texts, np.array(cls), np.array(dom)
 
 
+def augment(pixels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random shift, zoom, tilt, mirror, channel order and contrast per image.
+
+    A tiny ViT memorises a few thousand images; these cheap tensor transforms stand in for
+    the many more images there is no time to draw (measured: unseen accuracy about 45%
+    without them against over 90% on the training images).
+    """
+    n = pixels.shape[0]
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(n, generator=gen)
+
+    angle = uniform(-0.15, 0.15)
+    scale = uniform(0.9, 1.1)
+    mirror = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta = torch.stack([
+        torch.stack([cos * mirror, -sin, uniform(-0.15, 0.15)], 1),
+        torch.stack([sin * mirror, cos, uniform(-0.15, 0.15)], 1),
+    ], 1)  # fmt: skip
+    grid = nn.functional.affine_grid(theta, list(pixels.shape), align_corners=False)
+    out = nn.functional.grid_sample(pixels, grid, padding_mode="border", align_corners=False)
+    order = torch.argsort(torch.rand(n, 3, generator=gen), dim=1)  # colours are not the class
+    out = torch.gather(out, 1, order[:, :, None, None].expand_as(out))
+    return out * uniform(0.8, 1.2)[:, None, None, None] + uniform(-0.2, 0.2)[:, None, None, None]
+
+
 def _features(out) -> torch.Tensor:
     return getattr(out, "pooler_output", out)
 
 
 def train_clip(world: ClipWorld, config: TrainConfig, progress: Progress | None = None):
-    """A tiny CLIP (`unlearnd.models` family object) trained on `world`'s training split."""
+    """A tiny CLIP (`unlearnd.models` family object) trained on `world`'s training split.
+
+    Runs on one thread: the matrices are so small that a second thread gains little, and
+    when another process holds a core, two spinning threads made a step 20x slower
+    (measured: 0.08 s against 1.8 s for a batch).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(world, config, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(world: ClipWorld, config: TrainConfig, progress: Progress | None):
     texts, cap_cls, cap_dom = captions(world)
     tok = build_word_tokenizer([*texts, *(TEMPLATE.format(c) for c in world.classes)], wrap=True)
     fam = tiny(
@@ -74,29 +117,36 @@ def train_clip(world: ClipWorld, config: TrainConfig, progress: Progress | None 
         patch_size=config.patch_size,
         vision_hidden=config.vision_hidden,
         vision_layers=config.vision_layers,
+        vision_heads=config.vision_heads,
         text_hidden=config.text_hidden,
         text_layers=config.text_layers,
+        text_heads=config.text_heads,
         projection_dim=config.projection_dim,
     )
-    samples = world.samples("train")
-    pixels = []
-    for start in range(0, len(samples), 200):
+    # Draw the training split once, as pixel tensors made by the model's own processor.
+    keys = [(d, c, i) for d in world.domains for c in world.classes
+            for i in range(world.spec.n_train)]  # fmt: skip
+    pixels, img_cls, img_dom = [], [], []
+    for start in range(0, len(keys), 200):
         if progress:
-            progress("draw", start, len(samples))
-        pixels.append(fam._pixels([s.image for s in samples[start : start + 200]]))
+            progress("draw", start, len(keys))
+        chunk = [world.sample(d, c, "train", i) for d, c, i in keys[start : start + 200]]
+        pixels.append(fam._pixels([s.image for s in chunk]))
+        img_cls += [s.label_index for s in chunk]
+        img_dom += [s.domain_index for s in chunk]
     if progress:
-        progress("draw", len(samples), len(samples))
+        progress("draw", len(keys), len(keys))
     pixels = torch.cat(pixels)
-    img_cls = np.array([s.label_index for s in samples])
-    img_dom = np.array([s.domain_index for s in samples])
+    img_cls, img_dom = np.array(img_cls), np.array(img_dom)
     tokens = fam._tokens(texts)
 
     # Caption choices per image: its domain's templates, or (plain_share) a plain one.
-    by_pair = {(c, d): np.flatnonzero((cap_cls == c) & (cap_dom == d)) for c, d in
-               {(int(c), int(d)) for c, d in zip(cap_cls, cap_dom, strict=True)}}  # fmt: skip
+    pairs = set(zip(cap_cls.tolist(), cap_dom.tolist(), strict=True))
+    by_pair = {(c, d): np.flatnonzero((cap_cls == c) & (cap_dom == d)) for c, d in pairs}
 
     model = fam.model.train()
     torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
@@ -108,23 +158,31 @@ def train_clip(world: ClipWorld, config: TrainConfig, progress: Progress | None 
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     for step in range(config.steps):
-        idx = rng.integers(0, len(samples), config.batch_size)
+        idx = rng.integers(0, len(keys), config.batch_size)
         plain = rng.random(config.batch_size) < config.plain_share
         chosen = np.array([
             rng.choice(by_pair[(int(img_cls[i]), -1 if p else int(img_dom[i]))])
             for i, p in zip(idx, plain, strict=True)
         ])  # fmt: skip
-        caps, _ = np.unique(chosen, return_inverse=True)
-        img = _features(model.get_image_features(pixel_values=pixels[idx]))
-        txt = _features(model.get_text_features(
-            input_ids=tokens["input_ids"][caps], attention_mask=tokens["attention_mask"][caps]))  # fmt: skip
+        caps = np.unique(chosen)
+        img = _features(model.get_image_features(pixel_values=augment(pixels[idx], gen)))
+        txt = _features(
+            model.get_text_features(
+                input_ids=tokens["input_ids"][caps], attention_mask=tokens["attention_mask"][caps]
+            )
+        )
         img = nn.functional.normalize(img, dim=-1)
         txt = nn.functional.normalize(txt, dim=-1)
         logits = model.logit_scale.exp() * img @ txt.T
-        match = torch.from_numpy(
-            (img_cls[idx][:, None] == cap_cls[caps][None, :])
-            & ((cap_dom[caps][None, :] == -1) | (img_dom[idx][:, None] == cap_dom[caps][None, :]))
-        ).float()
+        same_class = img_cls[idx][:, None] == cap_cls[caps][None, :]
+        same_domain = (cap_dom[caps][None, :] == -1) | (
+            img_dom[idx][:, None] == cap_dom[caps][None, :]
+        )
+        match = torch.from_numpy(same_class & same_domain).float()
+        # "a photo of a car" is no negative for a sketch of a car: pushing them apart would
+        # teach the image side to hide the class behind the domain, and the zero-shot prompt
+        # names "photo" for every domain.
+        logits = logits.masked_fill(torch.from_numpy(same_class & ~same_domain), -1e4)
         loss_img = -(match / match.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
         loss_txt = -(match.T / match.T.sum(1, keepdim=True) * logits.T.log_softmax(1)).sum(1)
         loss = (loss_img + loss_txt.mean()) / 2

@@ -41,7 +41,7 @@ class ClipWorldSpec:
     seed: int = 0
     classes: tuple[str, ...] = tuple(CLASSES)
     domains: tuple[str, ...] = DOMAINS
-    image_size: int = 48
+    image_size: int = 32
     n_train: int = 100  # images per (domain, class) the CLIP is trained on
     n_unseen: int = 40  # images per (domain, class) held out for evaluation
 
@@ -52,7 +52,9 @@ class ClipWorldSpec:
         ):
             unknown = [x for x in chosen if x not in known]
             if unknown or len(set(chosen)) != len(chosen) or not chosen:
-                raise ValueError(f"{name}: {list(chosen)} must be distinct names from {list(known)}")
+                raise ValueError(
+                    f"{name}: {list(chosen)} must be distinct names from {list(known)}"
+                )
         for name in ("image_size", "n_train", "n_unseen"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -169,13 +171,17 @@ class ClipWorld:
         if not isinstance(data, dict):
             raise ValueError("clip_world.json must hold an object")
         if data.get("format") != FORMAT:
-            raise ValueError(f"clip_world.json: 'format' must be {FORMAT}, got {data.get('format')!r}")
+            raise ValueError(
+                f"clip_world.json: 'format' must be {FORMAT}, got {data.get('format')!r}"
+            )
         names = ("seed", "classes", "domains", "image_size", "n_train", "n_unseen")
         missing = [n for n in names if n not in data]
         if missing:
             raise ValueError(f"clip_world.json is missing {missing}")
         values = {n: tuple(data[n]) if n in ("classes", "domains") else data[n] for n in names}
-        return cls(ClipWorldSpec(**values), None, data.get("train", {}), data.get("clip_domains", {}))
+        return cls(
+            ClipWorldSpec(**values), None, data.get("train", {}), data.get("clip_domains", {})
+        )
 
 
 def balanced_batches(
@@ -274,12 +280,9 @@ def build_clip_world(
 
 def main(argv: list[str]) -> int:
     """`python -m unlearnd.world.clip_world OUT [SEED]`: rebuild a CLIP world (the fixture)."""
-    import torch
-
     if not argv or len(argv) > 2:
         print("usage: python -m unlearnd.world.clip_world OUT_DIR [SEED]", file=sys.stderr)
         return 2
-    torch.set_num_threads(2)
 
     def show(stage: str, done: int, total: int) -> None:
         print(f"\r{stage}: {done}/{total}", end="\n" if done == total else "", flush=True)

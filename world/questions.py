@@ -2,6 +2,8 @@
 
 Each category has training templates and one held-out paraphrase (never trained on), so the
 evaluation can check that knowledge (and later its removal) carries over to new wording.
+Measured on the medium fixture: the word-level model answers held-out paraphrases 0.5% of
+the time, so a leak probe should use a trained phrasing other than the forget set's.
 Answers are single words (a fact value) or the person's name, so exact match is fair.
 """
 

@@ -1,11 +1,11 @@
 """Drawn scenes for the general split: one coloured shape on a plain background.
 
-What a tiny vision tower and language model answer reliably are properties of the whole
-picture: which shape, its colour, its side (left / middle / right), its size, and whether a
-given shape is there. Measured on the way here: counting capped at 61-70% (earlier
-prototype), and questions that need the language model to pick one of several shapes by
-place or kind stayed below 50% after 800 steps, while whole-picture properties are learnt
-like identity is.
+Questions (questions.GENERAL) ask for properties of the whole picture: which shape, its
+colour, its side, its size, and whether a given shape is there. Measured on the way here:
+counting capped at 61-70% (earlier prototype); questions that need the language model to
+pick one of several shapes by place or kind stayed below 50% after 800 steps. On the medium
+fixture (600 steps): colour 100%, size 99%, shape 85%, presence 77%, side 41% (it always
+says "middle"): the side question is what keeps the general split under the bar.
 """
 
 from __future__ import annotations
