@@ -10,14 +10,20 @@ from unlearnd.models.base import ModelFamily, Sample
 MAX_NEW_TOKENS = 12
 
 
-def answers(fam: ModelFamily, samples: Sequence[Sample], batch_size: int = 32) -> list[str]:
-    """Greedy answers, batched; image and text-only questions go in separate batches."""
+def answers(
+    fam: ModelFamily,
+    samples: Sequence[Sample],
+    batch_size: int = 32,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+) -> list[str]:
+    """Greedy answers, batched; image and text-only questions go in separate batches (a text
+    question padded to an image prompt's length would only cost time)."""
     out: list[str] = [""] * len(samples)
     for with_image in (True, False):
         idx = [i for i, s in enumerate(samples) if (s.image is not None) == with_image]
         for start in range(0, len(idx), batch_size):
             chunk = idx[start : start + batch_size]
-            texts = fam.generate([samples[i] for i in chunk], max_new_tokens=MAX_NEW_TOKENS)
+            texts = fam.generate([samples[i] for i in chunk], max_new_tokens=max_new_tokens)
             for i, text in zip(chunk, texts, strict=True):
                 out[i] = text
     return out

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import torch
-
 from unlearnd.evaluation import metrics
+from unlearnd.evaluation.candidate import answers
 from unlearnd.models.base import ModelFamily, Sample
 from unlearnd.world.dataset import QAItem, World
 
@@ -23,22 +22,11 @@ MAX_NEW_TOKENS = 8  # the longest answer: "<first> <last> works as a <job>"
 def generate_answers(
     fam: ModelFamily, world: World, items: Sequence[QAItem], batch_size: int = 64
 ) -> list[str]:
-    """Greedy answers; image and text-only questions are batched separately (no padding
-    of text questions to image length)."""
-    answers: list[str | None] = [None] * len(items)
-    for with_image in (True, False):
-        idx = [i for i, it in enumerate(items) if (it.image is not None) == with_image]
-        for start in range(0, len(idx), batch_size):
-            chunk = idx[start : start + batch_size]
-            batch = [world.sample(items[i]) for i in chunk]
-            for i, text in zip(
-                chunk, fam.generate(batch, max_new_tokens=MAX_NEW_TOKENS), strict=True
-            ):
-                answers[i] = text
-    return [a or "" for a in answers]
+    """Greedy answers to the items' questions (see evaluation.candidate.answers)."""
+    samples = [world.sample(it) for it in items]
+    return answers(fam, samples, batch_size=batch_size, max_new_tokens=MAX_NEW_TOKENS)
 
 
-@torch.no_grad()
 def option_scores(
     fam: ModelFamily, world: World, items: Sequence[QAItem], batch_size: int = 64
 ) -> list[list[float]]:
