@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -10,6 +11,7 @@ from unlearnd.cli.common import (
     EXIT_CONFIG,
     EXIT_NOT_FOUND,
     EXIT_USAGE,
+    console,
     fail,
     print_json,
     print_mapping,
@@ -104,9 +106,53 @@ def requests(
     print_table(([r.get(c) for c in columns] for r in rows), columns, title="requests")
 
 
+TERMINAL = ("committed", "gated", "failed", "rejected", "reverted")
+
+
+def progress_table(store, request_id: str, started: float):
+    """One row: the request's state, its job's stage (e.g. "training 12/40"), time so far."""
+    from rich.table import Table
+
+    jobs = store.list_jobs(request_id=request_id)
+    table = Table(title=f"request {request_id}")
+    for col in ("state", "stage", "attempts", "elapsed"):
+        table.add_column(col)
+    job = jobs[-1] if jobs else None
+    table.add_row(
+        store.get_request(request_id).state,
+        (job.stage or "") if job else "",
+        str(job.attempts) if job else "",
+        f"{time.monotonic() - started:.0f} s",
+    )
+    return table
+
+
+def watch_request(store, request_id: str, timeout_s: float | None = None, show: bool = True) -> str:
+    """Wait until the request reaches a final state (or the timeout), showing its progress
+    live when `show`; returns the state it is in then."""
+    from contextlib import nullcontext
+
+    from rich.live import Live
+
+    started = time.monotonic()
+    with Live(console=console, refresh_per_second=2) if show else nullcontext() as live:
+        while True:
+            if live is not None:
+                live.update(progress_table(store, request_id, started))
+            state = store.get_request(request_id).state
+            if state in TERMINAL:
+                return state
+            if timeout_s is not None and time.monotonic() - started > timeout_s:
+                return state
+            time.sleep(0.5)
+
+
 def request_show(
     ctx: typer.Context,
     request_id: str = typer.Argument(..., help="The request id (see `unlearnd requests`)."),
+    watch: bool = typer.Option(
+        False, "--watch", "-w", help="Follow the request live until it finishes, then show it."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """State, attempts, errors, timings and resulting version of one request."""
@@ -117,6 +163,9 @@ def request_show(
         rec = _record(store.get_request(request_id))
     except NotFound:
         fail(f"unknown request {request_id!r}", EXIT_NOT_FOUND)
+    if watch:
+        watch_request(store, request_id, show=not as_json)
+        rec = _record(store.get_request(request_id))
     jobs = [_record(j) for j in store.list_jobs(request_id=request_id)]
     # The newest versions are searched: the store has no lookup by request (yet).
     versions = [

@@ -15,12 +15,9 @@ import time
 from pathlib import Path
 
 import typer
-from rich.live import Live
-from rich.table import Table
 
 from unlearnd.cli.common import console, fail, print_table, settings
-
-TERMINAL = ("committed", "gated", "failed", "rejected")
+from unlearnd.cli.daemon_cmds import TERMINAL, watch_request
 
 
 def register(app: typer.Typer) -> None:
@@ -44,7 +41,8 @@ def _bundle(world, pid: int, out: Path) -> Path:
         "method": "reject",
         "params": {"refusal": "I cannot identify this person .", "lr": 3e-3},
         "requested_by": "unlearnd demo",
-        "reason": "privacy: the person asked to be forgotten",
+        # A new time makes a new request: the inbox treats the same content twice as one.
+        "reason": f"privacy: the person asked to be forgotten (demo at {time.ctime()})",
     }
     (folder / "request.json").write_text(json.dumps(doc, indent=2))
     return folder
@@ -55,18 +53,6 @@ def _ask(deployment, store, version, questions) -> list[str]:
     from unlearnd.evaluation.candidate import answers
 
     return answers(load_version(deployment, store, version), questions)
-
-
-def _progress_table(store, request_id: str, started: float) -> Table:
-    req = store.get_request(request_id)
-    jobs = store.list_jobs(request_id=request_id)
-    job = jobs[-1] if jobs else None
-    table = Table(title=f"request {request_id}")
-    for col in ("state", "stage", "elapsed"):
-        table.add_column(col)
-    stage = (job.stage or "") if job else ""
-    table.add_row(req.state, stage, f"{time.monotonic() - started:.0f} s")
-    return table
 
 
 def demo(ctx: typer.Context, timeout_s: float = typer.Option(900, help="Give up after.")) -> None:
@@ -91,6 +77,7 @@ def demo(ctx: typer.Context, timeout_s: float = typer.Option(900, help="Give up 
     try:
         pid = world.forget_pids[0]
         person = world.people[pid]
+        known = {r.request_id for r in store.list_requests(limit=1000)}  # earlier demo runs
         tmp = Path(tempfile.mkdtemp(prefix="unlearnd-demo-"))
         bundle = _bundle(world, pid, tmp)
         staged = s.inbox / "tmp" / bundle.name
@@ -98,22 +85,23 @@ def demo(ctx: typer.Context, timeout_s: float = typer.Option(900, help="Give up 
         staged.rename(s.inbox / "new" / bundle.name)  # Maildir: tmp/ then rename into new/
         console.print(f"submitted a request to forget [bold]{person.name}[/]")
 
-        started = time.monotonic()
         request_id = None
-        with Live(console=console, refresh_per_second=2) as live:
-            while time.monotonic() - started < timeout_s:
-                found = [r for r in store.list_requests(limit=20) if r.source_name == bundle.name]
-                if found:
-                    request_id = found[0].request_id
-                    live.update(_progress_table(store, request_id, started))
-                    if found[0].state in TERMINAL:
-                        break
-                time.sleep(0.5)
-        if request_id is None or store.get_request(request_id).state not in TERMINAL:
+        deadline = time.monotonic() + timeout_s
+        while request_id is None and time.monotonic() < deadline:  # intake takes the bundle
+            found = [
+                r
+                for r in store.list_requests(limit=20)
+                if r.source_name == bundle.name and r.request_id not in known
+            ]
+            request_id = found[0].request_id if found else None
+            time.sleep(0.2)
+        if request_id is None:
+            fail(f"the inbox did not take the request within {timeout_s:.0f} s")
+        if watch_request(store, request_id, timeout_s) not in TERMINAL:
             fail(f"the request did not finish within {timeout_s:.0f} s")
         req = store.get_request(request_id)
         live_version = store.get_alias("live")
-        version = store.list_versions(limit=1)[0]
+        version = next(v for v in store.list_versions(limit=50) if v.request_id == request_id)
         metrics = {k: v for k, v in version.metrics.items() if k.endswith("_acc")}
         print_table(
             sorted(metrics.items()), ("metric", "value"), title=f"version {version.id}: {req.state}"

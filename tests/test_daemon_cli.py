@@ -58,3 +58,23 @@ def test_errors_have_meaningful_exit_codes(tmp_path, cli):
     assert cli("submit", str(tmp_path / "missing.json")).exit_code == EXIT_NOT_FOUND
     assert cli("requests", "--state", "bogus").exit_code == 2
     assert cli("serve", "--pipeline", "no.such.module:make").exit_code == 3
+
+
+def test_request_show_watch_follows_a_running_request(tmp_path, cli):
+    import threading
+
+    settings = Settings(workdir=tmp_path / "w")
+    settings.daemon.stable_checks = 1
+    src = tmp_path / "req.json"
+    src.write_text(json.dumps({**GOOD, "gate": {"max_forget_accuracy": 1.0}}))
+    assert cli("submit", str(src)).exit_code == 0
+    store = open_registry(settings)
+    intake = Intake(settings, RegistrySink(store))
+    intake.scan_once()
+    (rid,) = intake.stats.accepted_ids
+    worker = threading.Timer(1.0, Worker(settings, store, FingerprintPipeline(settings)).run_one)
+    worker.start()  # the job runs while `--watch` is already following it
+    shown = cli("request", "show", rid, "--watch", "--json")
+    worker.join()
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["state"] == "committed"
