@@ -41,7 +41,8 @@ def drop_bundle(inbox_new, name, forget, retain, **fields):
     folder.rename(inbox_new / name)  # Maildir: write in tmp/, rename into new/
 
 
-def test_drop_forget_rollback_remember(tmp_path):
+def deployed(tmp_path):
+    """A deployment of the six-facts model with one committed deletion of two people."""
     model_dir = tmp_path / "model"
     taught_llava().save(model_dir)
     settings = Settings(
@@ -72,6 +73,11 @@ def test_drop_forget_rollback_remember(tmp_path):
     (request_id,) = intake.stats.accepted_ids
 
     assert Worker(settings, store, pipeline).run_one()
+    return settings, store, base, request_id
+
+
+def test_drop_forget_rollback_remember(tmp_path):
+    settings, store, base, request_id = deployed(tmp_path)
     request = store.get_request(request_id)
     assert request.state == "committed", store.list_versions()[0].metrics
     live = store.get_alias("live")
@@ -92,3 +98,15 @@ def test_drop_forget_rollback_remember(tmp_path):
     history = store.alias_history("live")
     assert [e.to_version for e in history][-3:] == [base, live, base]
     assert QUESTION  # the facts were asked with the same question throughout
+
+
+def test_revert_one_request_restores_its_facts(tmp_path):
+    settings, store, base, request_id = deployed(tmp_path)
+    deletion = store.get_alias("live")
+    reverted = store.revert(request_id, who="test", why="request withdrawn")
+    assert store.get_alias("live") == reverted.id and reverted.parent_id == deletion
+    assert reverted.kind == "revert" and not any(
+        k.endswith(request_id) for k in reverted.manifest["artifacts"]
+    )
+    answers = load_version(Deployment(settings), store, reverted.id).generate(FACTS, 3)
+    assert answers == CITIES
