@@ -119,18 +119,22 @@ def _clip_images(s: dict[str, Any]) -> CLIPImageProcessorPil:
     return CLIPImageProcessorPil(size={"shortest_edge": s["image_size"]}, crop_size=side)
 
 
-def tiny_llava(tok, s) -> Llava:
-    vision = _clip_vision(s)
-    text = LlamaConfig(
+def _decoder(tok, s: dict[str, Any]) -> dict[str, Any]:
+    """Sizes of the language model both generative families share."""
+    return dict(
         vocab_size=len(tok),
         hidden_size=s["text_hidden"],
         intermediate_size=4 * s["text_hidden"],
         num_hidden_layers=s["text_layers"],
         num_attention_heads=s["text_heads"],
         num_key_value_heads=s["text_heads"],
-        max_position_embeddings=512,
         **_ids(tok),
     )
+
+
+def tiny_llava(tok, s) -> Llava:
+    vision = _clip_vision(s)
+    text = LlamaConfig(max_position_embeddings=512, **_decoder(tok, s))
     tokens = (s["image_size"] // s["patch_size"]) ** 2
     config = LlavaConfig(
         vision_config=vision,
@@ -155,19 +159,13 @@ def tiny_qwen2_vl(tok, s) -> Qwen2VL:
     third = head_dim // 2 // 4
     config = Qwen2VLConfig(
         text_config=dict(
-            vocab_size=len(tok),
-            hidden_size=s["text_hidden"],
-            intermediate_size=4 * s["text_hidden"],
-            num_hidden_layers=s["text_layers"],
-            num_attention_heads=s["text_heads"],
-            num_key_value_heads=s["text_heads"],
             max_position_embeddings=1024,
             rope_parameters={
                 "rope_type": "default",
                 "rope_theta": 10000.0,
                 "mrope_section": [head_dim // 2 - 2 * third, third, third],
             },
-            **_ids(tok),
+            **_decoder(tok, s),
         ),
         vision_config=dict(
             depth=s["vision_layers"],

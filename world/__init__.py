@@ -6,11 +6,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from unlearnd.world.dataset import QAItem, World, WorldSpec
 from unlearnd.world.evaluate import QUALITY_BAR, evaluate
+from unlearnd.world.files import read_world_json
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_SIZE = "medium"
@@ -29,14 +29,7 @@ def load_world(path: str | Path | None = None) -> World:
     The world's model folder, when there is one, is `world.model_dir` (open it with
     `unlearnd.models.load`).
     """
-    path = Path(path) if path is not None else fixture_dir()
-    file = path / "world.json" if path.is_dir() else path
-    if not file.is_file():
-        raise FileNotFoundError(f"no world.json at {file}")
-    try:
-        data = json.loads(file.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{file}: not valid JSON: {e}") from e
+    data, file = read_world_json(path if path is not None else fixture_dir(), "world.json")
     world = World.from_json(data)
     vlm = file.parent / "vlm"
     world.model_dir = vlm if vlm.is_dir() else None

@@ -25,6 +25,7 @@ from PIL import Image
 
 from unlearnd.world.clip_draw import DOMAINS, render
 from unlearnd.world.clip_shapes import CLASSES
+from unlearnd.world.files import read_world_json
 
 FIXTURE = Path(__file__).parent / "assets" / "clip"
 SPLITS = ("train", "unseen")
@@ -229,14 +230,7 @@ def zero_shot_accuracy(fam, world: ClipWorld, per_pair: int | None = None) -> di
 
 def load_clip_world(path: str | Path | None = None) -> ClipWorld:
     """The CLIP world saved at `path` (its folder or clip_world.json); default: the fixture."""
-    path = Path(path) if path is not None else FIXTURE
-    file = path / "clip_world.json" if path.is_dir() else path
-    if not file.is_file():
-        raise FileNotFoundError(f"no clip_world.json at {file}")
-    try:
-        data = json.loads(file.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{file}: not valid JSON: {e}") from e
+    data, file = read_world_json(path if path is not None else FIXTURE, "clip_world.json")
     world = ClipWorld.from_json(data)
     model = file.parent / "clip"
     world.model_dir = model if (model / "config.json").is_file() else None
