@@ -23,6 +23,9 @@ def build(
     seed: int = typer.Option(0, "--seed", help="Seed of the generator and the training."),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads."),
     clip: bool = typer.Option(True, "--clip/--no-clip", help="Also build the CLIP world."),
+    device: str = typer.Option(
+        "auto", "--device", help="Train the VLM on auto (CUDA when present), cpu or cuda[:N]."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as one JSON object."),
 ) -> None:
     """Generate the world, train the tiny VLM (and the CLIP world), evaluate, save to --out."""
@@ -35,6 +38,12 @@ def build(
         fail(f"--size must be one of {', '.join(SIZES)}, got {size!r}", 2)
     if out.exists() and any(out.iterdir()):
         fail(f"--out {out} exists and is not empty; choose a new folder", EXIT_ERROR)
+    from unlearnd.models.device import resolve_device
+
+    try:
+        train_device = str(resolve_device(device)[0])
+    except ValueError as exc:
+        fail(f"--device: {exc}", 2)
     torch.set_num_threads(max(1, threads))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -49,7 +58,9 @@ def build(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        figures = build_world(out, size=size, seed=seed, progress=progress, with_clip=clip)
+        figures = build_world(
+            out, size=size, seed=seed, progress=progress, with_clip=clip, device=train_device
+        )
 
     if as_json:
         print_json(figures)

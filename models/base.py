@@ -108,6 +108,13 @@ class ModelFamily(ABC):
     def info(self) -> dict[str, Any]:
         """Family, parameter counts, vision / projector / FFN shapes, dtype, device."""
 
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> ModelFamily:
+        """Move the model (and, with `dtype`, cast it); returns self."""
+        self.device = torch.device(device)
+        self.dtype = dtype or self.dtype
+        self.model.to(self.device, self.dtype)
+        return self
+
     def fingerprint(self) -> str:
         """sha256 over parameter names, shapes and bytes: identifies the base model."""
         import hashlib

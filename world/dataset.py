@@ -18,7 +18,7 @@ from unlearnd.models.base import Sample
 from unlearnd.world import questions as q
 from unlearnd.world.people import FACT_CATEGORIES, FACT_VALUES, IDENTITY, Person, make_people
 from unlearnd.world.portraits import portrait
-from unlearnd.world.scenes import POSITIONS, SHAPE_COLOURS, SHAPES, SIZES, Scene, make_scene
+from unlearnd.world.scenes import SHAPE_COLOURS, SHAPES, SIZES, Scene, make_scene
 
 AUGMENT_OFFSET = 1000  # training-only portrait variants start here (never evaluated)
 KINDS = ("seen_qa", "unseen_qa", "textual_qa", "paraphrase_qa", "cloze", "multiple_choice",
@@ -182,17 +182,18 @@ class World:
         )
 
     def general_items(self, indices, template: int = 0) -> list[QAItem]:
-        """Scene questions: shape, colour, side, size, and whether each shape is there."""
+        """Scene questions: shape, colour, size, and presence asked twice, once for the shape
+        that is there and once for one that is not (so "no" to everything scores 50%)."""
         out = []
         for idx in indices:
             scene = self.scene(idx)
             ref = ("scene", idx)
-            for cat in ("shape", "colour", "position", "size"):
+            for cat in ("shape", "colour", "size"):
                 t = q.GENERAL[cat][template]
                 out.append(QAItem(t, getattr(scene, cat), cat, "general", None, ref))
-            for shape in SHAPES:
+            others = [s for s in SHAPES if s != scene.shape]
+            for shape, answer in ((scene.shape, "yes"), (others[idx % len(others)], "no")):
                 t = q.GENERAL["presence"][template].format(shape=shape)
-                answer = "yes" if scene.shape == shape else "no"
                 out.append(QAItem(t, answer, "presence", "general", None, ref))
         return out
 
@@ -232,7 +233,6 @@ def vocabulary_without_names() -> set[str]:
         words.update(values)
     words.update(SHAPES)
     words.update(SHAPE_COLOURS)
-    words.update(POSITIONS)
     words.update(SIZES)
     words.update(("yes", "no"))
     return words

@@ -88,8 +88,6 @@ GENERAL: dict[str, tuple[str, ...]] = {
               "What is the shape shown here ?"),
     "colour": ("What colour is the shape ?", "Which colour does the shape have ?",
                "What is the colour of the shape shown here ?"),
-    "position": ("On which side is the shape ?", "Where is the shape ?",
-                 "In which part of the picture is the shape ?"),
     "size": ("Is the shape big or small ?", "How large is the shape ?",
              "What size is the shape shown here ?"),
     "presence": ("Is there a {shape} in the picture ?", "Can you see a {shape} ?",

