@@ -181,6 +181,13 @@ def request_show(
         summary[f"version {version['id']}"] = (
             f"{version['status']} (parent {version['parent_id']}), timings {version['timings']}"
         )
+        routing = (version.get("metrics") or {}).get("routing")
+        if routing:  # the expert-pool decision with its scores (routing/pool.py)
+            scores = ", ".join(f"{k} {v:.3f}" for k, v in routing["relevance"].items()) or "none"
+            summary[f"version {version['id']} routing"] = (
+                f"{routing['action']} expert {routing['expert_id']} (relevance: {scores}; "
+                f"replayed: {', '.join(routing['replay']) or 'none'})"
+            )
     for job in jobs:
         for key in (
             "id",

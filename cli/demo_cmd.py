@@ -1,7 +1,8 @@
 """`unlearnd demo`: the whole loop on the committed world model, in one command.
 
 Starts the service (intake + worker) in this process, submits a deletion of one fictitious
-person, waits for it with a live progress view, shows the metrics and versions, asks the model
+person (to the default method, a refuser expert behind the routing gate), waits for it with a
+live progress view, shows the metrics and versions, asks the model
 about the person before and after, rolls the deletion back and asks again.
 """
 
@@ -26,11 +27,13 @@ def register(app: typer.Typer) -> None:
 
 def _bundle(world, pid: int, out: Path) -> Path:
     """A request bundle forgetting person `pid`: their seen-portrait questions, with images."""
+    from unlearnd.world import REFUSER_PARAMS
+
     person = world.people[pid]
     folder = out / f"forget-{person.name.replace(' ', '-')}"
     folder.mkdir(parents=True)
     forget = []
-    for i, item in enumerate(world.items("seen_qa", [pid])):
+    for i, item in enumerate(world.forget_items(pid)):
         world.image(item.image).save(folder / f"{i}.png")
         forget.append({"image": f"{i}.png", "question": item.question, "answer": item.answer})
     doc = {
@@ -38,8 +41,8 @@ def _bundle(world, pid: int, out: Path) -> Path:
         "kind": "entity",
         "target": {"name": person.name, "description": "a fictitious person of the world"},
         "forget": forget,
-        "method": "reject",
-        "params": {"refusal": "I cannot identify this person .", "lr": 3e-3},
+        "method": "refuser",
+        "params": REFUSER_PARAMS,
         "requested_by": "unlearnd demo",
         # A new time makes a new request: the inbox treats the same content twice as one.
         "reason": f"privacy: the person asked to be forgotten (demo at {time.ctime()})",
@@ -121,6 +124,10 @@ def demo(ctx: typer.Context, timeout_s: float = typer.Option(900, help="Give up 
         probes = [("seen portrait", it) for it in world.items("seen_qa", [pid])[:3]]
         probes += [("unseen portrait", it) for it in world.items("unseen_qa", [pid])[:1]]
         probes += [("text only", it) for it in world.items("textual_qa", [pid])[:1]]
+        probes += [
+            ("retained person", it) for it in world.items("seen_qa", world.retain_pids[:1])[:1]
+        ]
+        probes += [("scene", it) for it in world.items("general")[:1]]
         questions = [world.sample(it) for _, it in probes]
         before = _ask(deployment, store, parent, questions)
         after = _ask(deployment, store, live_version, questions)

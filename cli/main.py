@@ -8,6 +8,7 @@ import typer
 
 from unlearnd import __version__
 from unlearnd.cli import (
+    api_cmds,
     daemon_cmds,
     demo_cmd,
     inference_cmds,
@@ -31,6 +32,7 @@ for module in (
     daemon_cmds,
     registry_cmds,
     inference_cmds,
+    api_cmds,
     method_cmds,
     model_cmds,
     world_cmds,

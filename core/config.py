@@ -60,14 +60,17 @@ class DaemonSettings(_Section):
     reap_interval_s: float = Field(30.0, gt=0)
     gc_interval_s: float = Field(3600.0, gt=0)
     reevaluate_interval_s: float = Field(0.0, ge=0)  # 0 = off
-    default_method: str = "reject"  # becomes "refuser" when routing lands (DESIGN.md section 5)
+    default_method: str = "refuser"  # CORE-style refuser experts (DESIGN.md section 5)
 
 
 class RoutingSettings(_Section):
     pool_size: int = Field(20, ge=1)
     reuse_threshold: float = Field(0.5, ge=0, le=1)
+    # r = sigmoid(a * (cos_visual * cos_textual - b)). CORE's b is 0.05 on its encoders; on
+    # centred features of the world model two people score up to ~0.55 and two pictures of
+    # one person ~0.94, so the default is set between them.
     relevance_a: float = 100.0
-    relevance_b: float = 0.05
+    relevance_b: float = 0.6
     gate: Literal["continuous", "hard"] = "continuous"
     hard_threshold: float = Field(0.5, ge=0, le=1)
     prototypes: int = Field(4, ge=1)

@@ -92,3 +92,15 @@ class Deployment:
 
     def general_pool(self) -> list[Sample]:
         return self._pool(self.settings.model.general_pool, "general", None)
+
+    def centers(self, fam: ModelFamily):
+        """The routing background: concept vectors of the retain and general pools' mean,
+        which every concept and query vector is centred on (routing/concepts.py)."""
+        from unlearnd.routing.concepts import Centers
+
+        background = self.retain_pool("eval") + self.general_pool()
+        if not background:
+            raise DeploymentError(
+                "routing needs a retain or general pool (model.retain_pool / general_pool)"
+            )
+        return Centers.from_samples(fam, background)

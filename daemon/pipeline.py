@@ -41,6 +41,8 @@ class PipelineResult:
     version: dict[str, Any]
     passed_gate: bool
     summary: dict[str, Any] = field(default_factory=dict)
+    # A refuser's expert and concept rows, recorded by the commit (RegistryStore.commit_result)
+    routing: dict[str, Any] | None = None
 
 
 class Interrupted(Exception):

@@ -13,8 +13,15 @@ from typing import Any
 from unlearnd.config import Settings
 from unlearnd.daemon.deployment import Deployment
 from unlearnd.daemon.pipeline import PipelineResult, WorkItem
+from unlearnd.daemon.refusing import run_refuser
 from unlearnd.daemon.request_files import open_image
-from unlearnd.daemon.serving import ADAPTER_PREFIX, apply_manifest, base_manifest
+from unlearnd.daemon.serving import (
+    ADAPTER_PREFIX,
+    RoutedModel,
+    apply_manifest,
+    base_manifest,
+    routed,
+)
 from unlearnd.evaluation import gate
 from unlearnd.evaluation.candidate import score
 from unlearnd.methods import get_method
@@ -79,9 +86,11 @@ class UnlearningPipeline:
 
         progress.stage("loading")
         fam = self.deployment.load_base()
+        base_fingerprint = self.fingerprint(fam)  # before any adapter joins the weights
         parent = store.get_version(item.parent_version_id) if item.parent_version_id else None
         manifest = {**base_manifest(), **parent.manifest} if parent else base_manifest()
         apply_manifest(fam, manifest, store.artifacts)
+        model = routed(fam, manifest, store.artifacts, self.deployment)
         sets = {
             "forget": forget,
             "retain": self.deployment.retain_pool("eval"),
@@ -91,36 +100,45 @@ class UnlearningPipeline:
 
         progress.stage("scoring parent")
         t = time.monotonic()
-        before = score(fam, sets)
+        before = score(model, sets)
         timings["score_parent_s"] = time.monotonic() - t
 
         progress.stage("training")
         t = time.monotonic()
-        result = method.fit(
-            fam, forget, retain, params, progress=lambda s, n, loss: progress.step(s, n, loss=loss)
-        )
+        steps = lambda s, n, loss: progress.step(s, n, loss=loss)  # noqa: E731
+        routing = records = None
+        if method.name == "refuser":
+            outcome = run_refuser(
+                model, manifest, item, store, self.deployment, method, params, forget, retain, steps
+            )
+            new_manifest, candidate, losses = outcome.manifest, outcome.candidate, outcome.losses
+            routing, records = outcome.decision.to_dict(), outcome.records
+        else:
+            result = method.fit(fam, forget, retain, params, progress=steps)
+            progress.stage("storing")
+            sha = store.artifacts.put_tensors(
+                result.tensors, artifact_metadata(result, method.name)
+            )
+            key = f"{ADAPTER_PREFIX}{item.request_id}"
+            new_manifest = {**manifest, "artifacts": {**manifest["artifacts"], key: sha}}
+            candidate, losses = RoutedModel(fam, model.gate, model.adapters), result.losses
         timings["train_s"] = time.monotonic() - t
-
-        progress.stage("storing")
-        sha = store.artifacts.put_tensors(result.tensors, artifact_metadata(result, method.name))
         progress.checkpoint("after_artifact")
 
         progress.stage("evaluating")
         t = time.monotonic()
-        after = score(fam, sets)
+        after = score(candidate, sets)
         timings["evaluate_s"] = time.monotonic() - t
         metrics: dict[str, Any] = {**after, **{f"parent_{k}": v for k, v in before.items()}}
         decision = gate.decide(metrics, gate.thresholds(self.settings.gate, req.gate))
         metrics["gate"] = decision.to_dict()
-        metrics["final_loss"] = result.losses[-1] if result.losses else None
+        metrics["final_loss"] = losses[-1] if losses else None
+        if routing is not None:
+            metrics["routing"] = routing
         timings["total_s"] = time.monotonic() - started
 
-        new_manifest = {
-            **manifest,
-            "artifacts": {**manifest["artifacts"], f"{ADAPTER_PREFIX}{item.request_id}": sha},
-        }
         version = {
-            "base_fingerprint": self.fingerprint(fam),
+            "base_fingerprint": base_fingerprint,
             "kind": "deletion",
             "manifest": new_manifest,
             "method": method.name,
@@ -139,5 +157,10 @@ class UnlearningPipeline:
         return PipelineResult(
             version,
             decision.passed,
-            {"forget_acc": after.get("forget_acc"), "gate": decision.passed},
+            {
+                "forget_acc": after.get("forget_acc"),
+                "gate": decision.passed,
+                **({"routing": routing} if routing else {}),
+            },  # fmt: skip
+            routing=records,
         )

@@ -194,6 +194,7 @@ class Worker:
                     expected_alias_version=parent,
                     who=self.worker_id,
                     why=f"request {job.request_id}",
+                    routing=result.routing,
                 )
             except AliasMoved:
                 log.info(

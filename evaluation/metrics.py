@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans({c: " " for c in string.punctuation})
@@ -113,3 +113,32 @@ def mean_rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float
     if not references:
         return 0.0
     return sum(map(rouge_l, predictions, references)) / len(references)
+
+
+def refusal_category(answer: str, templates: Mapping[str, Sequence[str]]) -> str | None:
+    """The category whose refusal template the answer is (normalised), or None."""
+    said = normalise(answer)
+    for category, texts in templates.items():
+        if any(said == normalise(t) for t in texts):
+            return category
+    return None
+
+
+def context_refusal_rate(
+    answers: Sequence[str], categories: Sequence[str], templates: Mapping[str, Sequence[str]]
+) -> float:
+    """CRR: share of answers that are a refusal of the query's own category."""
+    _check_lengths(answers, categories, "categories")
+    if not answers:
+        return 0.0
+    hits = sum(
+        refusal_category(a, templates) == c for a, c in zip(answers, categories, strict=True)
+    )
+    return hits / len(answers)
+
+
+def refusal_rate(answers: Sequence[str], templates: Mapping[str, Sequence[str]]) -> float:
+    """Share of answers that are any refusal (AR = 1 - this, on retain queries)."""
+    if not answers:
+        return 0.0
+    return sum(refusal_category(a, templates) is not None for a in answers) / len(answers)

@@ -4,9 +4,27 @@ from __future__ import annotations
 
 from unlearnd.methods.base import Method, MethodParams, MethodResult, ParamError
 from unlearnd.methods.ga import GA
+from unlearnd.methods.graddiff import GradDiff
+from unlearnd.methods.kl import KL
+from unlearnd.methods.npo import NPO
+from unlearnd.methods.pubg import PUBG
+from unlearnd.methods.refuser import Refuser
 from unlearnd.methods.reject import Reject
+from unlearnd.methods.vl_eraser import VLEraser
 
-METHODS: dict[str, Method] = {m.name: m for m in (GA(), Reject())}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        GA(),
+        GradDiff(),
+        KL(),
+        NPO(),
+        PUBG(),
+        Refuser(),
+        Reject(),
+        VLEraser(),
+    )
+}
 
 
 class UnknownMethod(KeyError):

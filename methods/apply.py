@@ -12,12 +12,15 @@ from typing import Any
 
 import torch
 
-from unlearnd.methods import lora
+from unlearnd.methods import ffn_branch, lora
 from unlearnd.methods.base import MethodResult
 from unlearnd.models.base import ModelFamily
 
 Applier = Callable[[ModelFamily, dict[str, torch.Tensor], dict[str, Any], str], None]
-APPLIERS: dict[str, Applier] = {"lora": lora.apply}
+APPLIERS: dict[str, Applier] = {
+    "lora": lora.apply,
+    "ffn_branch": ffn_branch.apply,
+}
 
 
 def artifact_metadata(result: MethodResult, method: str) -> dict[str, str]:

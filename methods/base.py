@@ -89,7 +89,7 @@ class Method(ABC):
         """Name, families and params with defaults, for `unlearnd methods`."""
         params = {
             name: {
-                "default": f.default,
+                "default": f.get_default(call_default_factory=True),
                 "type": getattr(f.annotation, "__name__", str(f.annotation)),
                 "help": f.description or "",
             }

@@ -10,7 +10,8 @@ from pydantic import Field
 
 from unlearnd.methods import lora
 from unlearnd.methods.base import Method, MethodResult, Progress
-from unlearnd.methods.training import Batches, train
+from unlearnd.methods.objectives import capped_ascent_loss, fit_lora
+from unlearnd.methods.training import Batches
 from unlearnd.models.base import ModelFamily, Sample
 
 
@@ -18,12 +19,6 @@ class GAParams(lora.LoraParams):
     steps: int = Field(20, ge=1, le=100_000, description="optimizer steps")
     lr: float = Field(5e-4, gt=0, le=1.0, description="learning rate")
     nll_cap: float = Field(20.0, gt=0, description="per-token NLL beyond which ascent stops")
-
-
-def capped_ascent_loss(fam: ModelFamily, batch: list[Sample], cap: float):
-    logp, mask = fam.answer_logprobs(batch)
-    nll = (-logp).clamp(max=cap)
-    return -(nll * mask).sum() / mask.sum().clamp(min=1)
 
 
 class GA(Method):
@@ -41,10 +36,9 @@ class GA(Method):
     ) -> MethodResult:
         self.check_family(fam)
         batches = Batches(forget, params.batch_size, params.seed)
-        config = lora.lora_config(fam, params)
-        lora.attach(fam, config, params.seed)
-        losses = train(
-            fam, lambda _: capped_ascent_loss(fam, batches.next(), params.nll_cap), params, progress
+        return fit_lora(
+            fam,
+            params,
+            lambda _: capped_ascent_loss(fam, batches.next(), params.nll_cap),
+            progress,
         )
-        tensors, cfg = lora.export(fam, config)
-        return MethodResult("lora", tensors, cfg, losses)

@@ -8,6 +8,7 @@ tensors are PEFT's `adapter_model.safetensors` keys and their config is PEFT's
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 import torch
@@ -97,13 +98,48 @@ def _activate_all(model: nn.Module, trainable: str | None = None) -> None:
         p.requires_grad_(is_new)
 
 
-def attach(fam: ModelFamily, config: LoraConfig, seed: int = 0, name: str = ADAPTER) -> None:
-    """Inject a trainable LoRA into fam.model; every other parameter is frozen."""
+def attach(
+    fam: ModelFamily,
+    config: LoraConfig,
+    seed: int = 0,
+    name: str = ADAPTER,
+    init: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Inject a trainable LoRA into fam.model; every other parameter is frozen. `init`: start
+    from these exported tensors (an earlier version of the same adapter) instead of zero."""
     if name in adapter_names(fam.model):
         raise ValueError(f"adapter {name!r} is already attached")
     torch.manual_seed(seed)
-    inject_adapter_in_model(config, fam.model, adapter_name=name)
+    _inject(config, fam.model, name)
+    if init is not None:
+        _load_state(fam.model, init, name)
     _activate_all(fam.model, trainable=name)
+
+
+def _inject(config: LoraConfig, model: nn.Module, name: str) -> None:
+    # Several adapters side by side is the design (one per version or expert): PEFT's
+    # warning about an existing peft_config says only that.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        inject_adapter_in_model(config, model, adapter_name=name)
+
+
+def _load_state(model: nn.Module, tensors: dict[str, torch.Tensor], name: str) -> None:
+    state = {k.removeprefix("base_model.model."): v for k, v in tensors.items()}
+    result = set_peft_model_state_dict(model, state, adapter_name=name)
+    unexpected = [k for k in result.unexpected_keys if "lora_" in k]
+    if unexpected:
+        raise ValueError(f"adapter tensors do not fit this model: {unexpected[:3]}")
+
+
+def set_weights(model: nn.Module, weights: dict[str, float]) -> None:
+    """Scale each named adapter's contribution (1 = as trained, 0 = off), exactly: PEFT keeps
+    the branch separate from the base weight, so no merge is ever undone."""
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            for name, weight in weights.items():
+                if name in module.lora_A:
+                    module.set_scale(name, weight)
 
 
 def export(
@@ -129,11 +165,7 @@ def apply(
     """Load a stored adapter into fam.model in place, frozen, active beside the others."""
     fields = LoraConfig.__dataclass_fields__
     cfg = LoraConfig(**{k: v for k, v in config.items() if k in fields and k != "peft_type"})
-    inject_adapter_in_model(cfg, fam.model, adapter_name=name)
-    state = {k.removeprefix("base_model.model."): v for k, v in tensors.items()}
-    result = set_peft_model_state_dict(fam.model, state, adapter_name=name)
-    unexpected = [k for k in result.unexpected_keys if "lora_" in k]
-    if unexpected:
-        raise ValueError(f"adapter tensors do not fit this model: {unexpected[:3]}")
+    _inject(cfg, fam.model, name)
+    _load_state(fam.model, tensors, name)
     _activate_all(fam.model)
     fam.model.eval()

@@ -9,7 +9,8 @@ from pydantic import Field
 
 from unlearnd.methods import lora
 from unlearnd.methods.base import Method, MethodResult, Progress
-from unlearnd.methods.training import Batches, train
+from unlearnd.methods.objectives import RetainTerm, fit_lora
+from unlearnd.methods.training import Batches
 from unlearnd.models.base import ModelFamily, Sample
 
 
@@ -34,16 +35,7 @@ class Reject(Method):
         self.check_family(fam)
         refusals = [Sample(s.question, params.refusal, s.image) for s in forget]
         forget_batches = Batches(refusals, params.batch_size, params.seed)
-        retain_batches = Batches(retain, params.batch_size, params.seed + 1) if retain else None
-        config = lora.lora_config(fam, params)
-        lora.attach(fam, config, params.seed)
-
-        def step_loss(_: int):
-            loss = fam.answer_loss(forget_batches.next())
-            if retain_batches is not None and params.alpha > 0:
-                loss = loss + params.alpha * fam.answer_loss(retain_batches.next())
-            return loss
-
-        losses = train(fam, step_loss, params, progress)
-        tensors, cfg = lora.export(fam, config)
-        return MethodResult("lora", tensors, cfg, losses)
+        keep = RetainTerm(retain, params.alpha, params.batch_size, params.seed)
+        return fit_lora(
+            fam, params, lambda _: fam.answer_loss(forget_batches.next()) + keep(fam), progress
+        )

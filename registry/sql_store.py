@@ -39,6 +39,23 @@ C, X, E = t.Concept.__table__, t.Expert.__table__, t.Event.__table__
 LIVE_JOB = ("queued", "running")
 
 
+def concept_values(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Validated concept rows with their vector as float32 bytes."""
+    values = []
+    for i, raw in enumerate(rows):
+        try:
+            row = ConceptInput(**raw)
+        except ValueError as e:
+            raise ValueError(f"concepts[{i}]: {e}") from None
+        vector = (
+            row.vector if isinstance(row.vector, bytes) else array.array("f", row.vector).tobytes()
+        )
+        if not vector or len(vector) % 4:
+            raise ValueError(f"concepts[{i}].vector: {len(vector)} bytes is not float32 data")
+        values.append({**row.model_dump(), "vector": vector, "dim": len(vector) // 4})
+    return values
+
+
 class SqlStore(VersionsMixin, RegistryStore):
     def __init__(self, url: str, artifacts_dir: str | Path, *, max_attempts: int = 3):
         self.engine = make_engine(url)
@@ -260,27 +277,50 @@ class SqlStore(VersionsMixin, RegistryStore):
     # -- concepts and experts (routing fills them; the registry only stores) -----------------
 
     def add_concepts(self, request_id: str, rows: list[dict[str, Any]]) -> list[int]:
-        values = []
-        for i, raw in enumerate(rows):
-            try:
-                row = ConceptInput(**raw)
-            except ValueError as e:
-                raise ValueError(f"concepts[{i}]: {e}") from None
-            vector = (
-                row.vector
-                if isinstance(row.vector, bytes)
-                else array.array("f", row.vector).tobytes()
-            )
-            if not vector or len(vector) % 4:
-                raise ValueError(f"concepts[{i}].vector: {len(vector)} bytes is not float32 data")
-            values.append({**row.model_dump(), "vector": vector, "dim": len(vector) // 4})
+        values = concept_values(rows)
         with self._write() as conn:
             self._get_request(conn, request_id)
-            ids = []
-            for value in values:
-                result = conn.execute(insert(C).values(request_id=request_id, **value))
-                ids.append(result.inserted_primary_key[0])
+            return self._insert_concepts(conn, request_id, values)
+
+    def _insert_concepts(self, conn, request_id: str, values: list[dict[str, Any]]) -> list[int]:
+        ids = []
+        for value in values:
+            result = conn.execute(insert(C).values(request_id=request_id, **value))
+            ids.append(result.inserted_primary_key[0])
         return ids
+
+    def _record_routing(self, conn, request_id: str, routing: dict[str, Any]) -> None:
+        """A committed refuser request's expert (created, or its new artifact and one more
+        use) and its concept rows, inside the commit's transaction."""
+        expert = routing["expert"]
+        values = concept_values([{**c, "expert_id": expert["id"]} for c in routing["concepts"]])
+        exists = conn.execute(select(X.c.id).where(X.c.id == expert["id"])).first()
+        now = t.now()
+        if exists:
+            conn.execute(
+                update(X)
+                .where(X.c.id == expert["id"])
+                .values(
+                    artifact_sha256=expert["artifact_sha256"],
+                    uses=X.c.uses + 1,
+                    data=expert.get("data"),
+                    updated_at=now,
+                )  # fmt: skip
+            )
+        else:
+            conn.execute(
+                insert(X).values(
+                    id=expert["id"],
+                    kind="refuser",
+                    created_by_request=request_id,
+                    artifact_sha256=expert["artifact_sha256"],
+                    uses=1,
+                    data=expert.get("data"),
+                    created_at=now,
+                    updated_at=now,
+                )  # fmt: skip
+            )
+        self._insert_concepts(conn, request_id, values)
 
     def list_concepts(self, active_only=True, request_id=None) -> list[ConceptRecord]:
         query = select(C).order_by(C.c.id)

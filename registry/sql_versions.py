@@ -123,6 +123,7 @@ class VersionsMixin:
         expected_alias_version: int | None,
         who: str,
         why: str,
+        routing: dict[str, Any] | None = None,
     ) -> VersionRecord:
         spec = VersionInput(**version)
         move = AliasMoveInput(name=alias, who=who, why=why)
@@ -144,6 +145,8 @@ class VersionsMixin:
                 )
                 state = "committed" if move_alias else "gated"
                 self._set_request_state(conn, job.request_id, state)
+                if routing and move_alias:  # only what is live becomes a concept row
+                    self._record_routing(conn, job.request_id, routing)
                 return self._get_version(conn, version_id)
         except exc.IntegrityError as e:  # PostgreSQL: a concurrent first move created the alias
             raise AliasMoved(f"alias {alias!r} changed during the commit ({e.orig})") from None
@@ -275,6 +278,14 @@ class VersionsMixin:
             if plan.concepts_removed:
                 conn.execute(
                     update(C).where(C.c.id.in_(plan.concepts_removed)).values(active=False)
+                )
+            # Expert rows follow the manifest: a restored expert gets its earlier artifact
+            # back, a dropped one keeps its row (the audit) without an artifact.
+            experts = {**plan.restored["experts"], **dict.fromkeys(plan.dropped["experts"])}
+            for expert_id, sha in experts.items():
+                uses = X.c.uses - 1 if sha else 0
+                conn.execute(
+                    update(X).where(X.c.id == expert_id).values(artifact_sha256=sha, uses=uses)
                 )
             self._set_request_state(conn, request_id, "reverted")
             return self._get_version(conn, version_id)

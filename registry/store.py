@@ -109,8 +109,11 @@ class RegistryStore(ABC):
         expected_alias_version: int | None,
         who: str,
         why: str,
+        routing: dict[str, Any] | None = None,
     ) -> VersionRecord:
-        """The job's last step, one transaction: lease check, version, alias CAS, job done."""
+        """The job's last step, one transaction: lease check, version, alias CAS, job done;
+        with `routing` ({"expert": {id, artifact_sha256, data}, "concepts": [{modality,
+        vector, label}]}) also the refuser's expert and concept rows when the alias moves."""
 
     # -- aliases, rollback, revert ----------------------------------------------------------
     @abstractmethod

@@ -15,7 +15,25 @@ from unlearnd.world.files import read_world_json
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_SIZE = "medium"
 
-__all__ = ["ASSETS", "QUALITY_BAR", "QAItem", "World", "WorldSpec", "evaluate", "load_world"]
+# Refuser params for the world model (demo, tests): it never learnt to refuse, so its experts
+# also train the language blocks, and 150 steps let six category refusals settle (measured:
+# 100 steps at lr 5e-3 mixed up categories for some people; a real VLM needs only the default
+# projector expert).
+REFUSER_PARAMS = {
+    "steps": 150, "lr": 3e-3, "batch_size": 16, "lora_rank": 16, "lora_alpha": 32,
+    "target": "blocks+projector",
+}  # fmt: skip
+
+__all__ = [
+    "ASSETS",
+    "QUALITY_BAR",
+    "REFUSER_PARAMS",
+    "QAItem",
+    "World",
+    "WorldSpec",
+    "evaluate",
+    "load_world",
+]
 
 
 def fixture_dir(size: str = DEFAULT_SIZE) -> Path:

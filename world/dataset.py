@@ -110,6 +110,17 @@ class World:
     def _pids(self, pids) -> list[int]:
         return [p.pid for p in self.people] if pids is None else list(pids)
 
+    def forget_items(self, pid: int, categories=None, templates: int = 2) -> list[QAItem]:
+        """What a deletion request about person `pid` names: each category (default: all)
+        asked about each seen portrait, in the first `templates` trained phrasings."""
+        person = self.people[pid]
+        return [
+            self.visual_item(person, cat, template, k)
+            for k in self.seen_variants()
+            for cat in (categories or (IDENTITY, *FACT_CATEGORIES))
+            for template in q.train_templates(q.VISUAL, cat)[:templates]
+        ]
+
     def visual_item(self, person: Person, category: str, template: str, k: int) -> QAItem:
         fact = person.name if category == IDENTITY else person.facts[category]
         ref = ("portrait", person.pid, k)

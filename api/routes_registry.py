@@ -1,0 +1,92 @@
+"""Versions, aliases and their history (open); rollback and revert (token)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from unlearnd.api.auth import WRITE
+from unlearnd.api.schemas import RevertBody, RollbackBody
+from unlearnd.api.state import store
+
+router = APIRouter(tags=["registry"])
+
+
+def as_json(record: Any) -> dict[str, Any]:
+    return record.model_dump(mode="json")
+
+
+def who(request: Request, given: str | None) -> str:
+    """Who moved the alias, for its history: the caller's name (if given) and address. Every
+    holder of the token is equally trusted, so the address is what tells them apart."""
+    host = request.client.host if request.client else "unknown"
+    return f"{given} (api {host})" if given else f"api {host}"
+
+
+def _aliases_by_version(st) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {}
+    for name, version_id in st.list_aliases().items():
+        found.setdefault(version_id, []).append(name)
+    return found
+
+
+@router.get("/versions", summary="Model versions, newest first, with their aliases")
+def list_versions(
+    limit: int = Query(50, ge=1, le=1000),
+    before: int | None = Query(None, ge=1, description="Only versions older than this id."),
+    st=Depends(store),
+) -> list[dict[str, Any]]:
+    aliases = _aliases_by_version(st)
+    rows = st.list_versions(limit=limit, before=before)
+    return [{**as_json(v), "aliases": aliases.get(v.id, [])} for v in rows]
+
+
+@router.get("/versions/{version_id}", summary="One version: manifest, method, metrics, timings")
+def get_version(version_id: int, st=Depends(store)) -> dict[str, Any]:
+    version = st.get_version(version_id)
+    return {**as_json(version), "aliases": _aliases_by_version(st).get(version_id, [])}
+
+
+@router.get("/aliases", summary="Every alias and the version it points to")
+def list_aliases(st=Depends(store)) -> dict[str, int]:
+    return st.list_aliases()
+
+
+@router.get("/aliases/{alias}/history", summary="Every move of an alias, oldest first")
+def alias_history(
+    alias: str,
+    limit: int | None = Query(None, ge=1, description="Only the newest N moves."),
+    st=Depends(store),
+) -> list[dict[str, Any]]:
+    return [as_json(e) for e in st.alias_history(alias, limit=limit)]
+
+
+@router.post("/rollback", dependencies=WRITE, summary="Point an alias at an earlier version")
+def rollback(body: RollbackBody, request: Request, st=Depends(store)) -> dict[str, Any]:
+    event = st.rollback(body.to, alias=body.alias, who=who(request, body.who), why=body.why)
+    return as_json(event)
+
+
+@router.post(
+    "/requests/{request_id}/revert",
+    dependencies=WRITE,
+    summary="Undo one request, keeping later deletions",
+    responses={202: {"description": "Not committed: later requests must be replayed first."}},
+)
+def revert(request_id: str, body: RevertBody, request: Request, st=Depends(store)) -> Any:
+    # The same steps as `unlearnd revert`: commit when nothing later touched the same experts,
+    # else record the replay the daemon has to do.
+    caller = who(request, body.who)
+    plan = st.revert_plan(request_id, alias=body.alias)
+    if not plan.needs_replay:
+        version = st.revert(request_id, alias=body.alias, who=caller, why=body.why)
+        return {"committed": True, "plan": as_json(plan), "version": as_json(version)}
+    st.add_event(
+        "revert_requested",
+        f"revert of {request_id} needs a replay of {', '.join(plan.replay)}: {body.why}",
+        request_id=request_id,
+        data={**as_json(plan), "who": caller, "why": body.why},
+    )
+    return JSONResponse({"committed": False, "plan": as_json(plan)}, status_code=202)

@@ -1,0 +1,49 @@
+"""`unlearnd api`: the HTTP API (registry, submit, rollback / revert, generate, metrics)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+import typer
+
+from unlearnd.cli.common import settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command("api")(api)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def api(
+    ctx: typer.Context,
+    host: str = typer.Option(
+        None, "--host", help="Address to bind (default: api.host, 127.0.0.1)."
+    ),
+    port: int = typer.Option(
+        None, "--port", min=1, max=65535, help="Port (default: api.port, 8470)."
+    ),
+) -> None:
+    """Serve the HTTP API until SIGTERM / Ctrl-C (OpenAPI schema at /docs and /openapi.json)."""
+    import uvicorn
+
+    from unlearnd.api import create_app
+    from unlearnd.daemon.logs import setup_logging
+
+    s = settings(ctx)
+    host = host or s.api.host
+    port = port or s.api.port
+    setup_logging(s.log_format, s.log_level)
+    log = logging.getLogger("unlearnd.api")
+    if not s.api.token:
+        log.warning("no api.token configured: read-only (submit, rollback, revert are refused)")
+    if not _loopback(host):
+        log.warning("listening on %s: reachable from other machines; put TLS in front", host)
+    # log_config=None: uvicorn logs through our handlers (text or JSON, like the daemon).
+    uvicorn.run(create_app(s), host=host, port=port, log_config=None, access_log=True)

@@ -1,0 +1,88 @@
+"""Refuser: a CORE-style expert, a LoRA on the vision-language projector trained to answer
+forgotten image-question pairs with a refusal that fits what was asked.
+
+Reading of CORE (METHODS.md) implemented here: the expert is a LoRA on the projector (PEFT
+layout, so a standard engine can serve it); the router is the FAISS concept gate of
+`unlearnd.routing`, not a trained classifier, so CORE's routing terms become (a) the pool
+decision (reuse a relevant expert, a new one, or adapt the least used; routing/pool.py) and
+(b) replay: an expert that is reused or adapted keeps training on the forget samples of the
+requests it already serves (`replay`), weighted by `replay_weight`, so it keeps refusing them.
+Every other expert stays frozen (off) while one trains. Loss:
+    NLL(refusal | forget) + replay_weight * NLL(refusal | replay) + alpha * NLL(answer | retain)
+At inference the expert's branch is scaled by the gate's relevance beta (0 = untouched model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from pydantic import Field
+
+from unlearnd.methods import lora
+from unlearnd.methods.base import Method, MethodResult, Progress
+from unlearnd.methods.objectives import RetainTerm, fit_lora
+from unlearnd.methods.refusals import DEFAULT_REFUSALS, refusal_for
+from unlearnd.methods.training import Batches
+from unlearnd.models.base import ModelFamily, Sample
+
+
+class RefuserParams(lora.LoraParams):
+    steps: int = Field(40, ge=1, le=100_000, description="optimizer steps")
+    lr: float = Field(3e-3, gt=0, le=1.0, description="learning rate")
+    target: str = Field(
+        "projector",
+        pattern=r"^(projector|ffn\+projector|blocks\+projector)$",
+        description="projector (CORE; needs a language model that already knows how to "
+        "refuse), or with the language blocks too (a small model that never learnt to refuse)",
+    )
+    alpha: float = Field(1.0, ge=0, description="weight of the retain NLL")
+    replay_weight: float = Field(1.0, ge=0, description="weight of the expert's earlier requests")
+    refusals: dict[str, str] = Field(
+        default_factory=dict,
+        description="category -> refusal text, overriding the defaults "
+        f"({', '.join(DEFAULT_REFUSALS)}); categories are found by question keywords",
+    )
+
+
+def refusal_table(params: RefuserParams) -> dict[str, tuple[tuple[str, ...], str]]:
+    table = dict(DEFAULT_REFUSALS)
+    for category, text in params.refusals.items():
+        keywords = table[category][0] if category in table else (category,)
+        table[category] = (keywords, text)
+    return table
+
+
+def as_refusals(samples: Sequence[Sample], params: RefuserParams) -> list[Sample]:
+    table = refusal_table(params)
+    return [Sample(s.question, refusal_for(s.question, table), s.image) for s in samples]
+
+
+class Refuser(Method):
+    name = "refuser"
+    summary = "CORE-style refuser expert: projector LoRA, category-aware refusals, gated by concept"
+    Params = RefuserParams
+
+    def fit(
+        self,
+        fam: ModelFamily,
+        forget: list[Sample],
+        retain: list[Sample],
+        params: RefuserParams,
+        progress: Progress | None = None,
+        init: dict[str, torch.Tensor] | None = None,
+        replay: Sequence[Sample] = (),
+    ) -> MethodResult:
+        """`init`: the expert's current tensors when it is reused or adapted; `replay`: the
+        forget samples of the requests it already serves."""
+        self.check_family(fam)
+        forget_batches = Batches(as_refusals(forget, params), params.batch_size, params.seed)
+        # Replay is a second retain-like term: earlier requests' refusals, kept.
+        kept = RetainTerm(as_refusals(replay, params), params.replay_weight, params.batch_size,
+                          params.seed + 1)  # fmt: skip
+        keep = RetainTerm(retain, params.alpha, params.batch_size, params.seed)
+
+        def step_loss(_: int):
+            return fam.answer_loss(forget_batches.next()) + kept(fam) + keep(fam)
+
+        return fit_lora(fam, params, step_loss, progress, init=init)

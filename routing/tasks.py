@@ -1,0 +1,57 @@
+"""A routed request ("task" in CORE's words): its concept prototypes and the expert serving it.
+
+Stored as one artifact per request (manifest key `concepts:<request_id>`), so a version's
+concept set is exactly the requests its manifest names: a rollback routes as that version
+did, and reverting a request drops its concepts with its manifest key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+CONCEPTS_PREFIX = "concepts:"
+EXPERT_PREFIX = "expert-"
+
+
+@dataclass(frozen=True)
+class Task:
+    request_id: str
+    expert_id: str
+    label: str
+    visual: np.ndarray  # [kv, dv] raw prototypes (kv may be 0: a text-only request)
+    textual: np.ndarray  # [kt, dt]
+    seq: int = 0  # 1 + the number of requests routed before it on this chain: oldest first
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"visual": torch.from_numpy(self.visual.copy()),
+                "textual": torch.from_numpy(self.textual.copy())}  # fmt: skip
+
+    def metadata(self) -> dict[str, str]:
+        return {"kind": "concepts", "request": self.request_id, "expert": self.expert_id,
+                "label": self.label, "seq": str(self.seq)}  # fmt: skip
+
+    @classmethod
+    def from_artifact(cls, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Task:
+        if metadata.get("kind") != "concepts":
+            raise ValueError(f"not a concepts artifact: kind {metadata.get('kind')!r}")
+        return cls(
+            metadata["request"],
+            metadata["expert"],
+            metadata.get("label", ""),
+            tensors["visual"].float().numpy(),
+            tensors["textual"].float().numpy(),
+            int(metadata.get("seq", "0")),
+        )
+
+
+def load_tasks(manifest: dict, artifacts) -> list[Task]:
+    """Every task of a version, oldest first (artifacts are verified on load)."""
+    keys = [k for k in (manifest.get("artifacts") or {}) if k.startswith(CONCEPTS_PREFIX)]
+    shas = [manifest["artifacts"][k] for k in keys]
+    tasks = [
+        Task.from_artifact(artifacts.load_tensors(s), artifacts.load_metadata(s)) for s in shas
+    ]
+    return sorted(tasks, key=lambda t: (t.seq, t.request_id))

@@ -1,0 +1,89 @@
+"""Unlearning methods on the world model: one split, each method's params, one scoring.
+
+Shared by tests/test_methods_world.py and bench/methods_bench.py, so the benchmark table and
+the matrix test measure the same thing.
+
+Split (from the world's own forget / retain people): D_f = the seen-portrait questions about
+the first `n_forget` forget people; D_r = those about the first 100 retain people; the
+retain score uses 15 other retain people (never trained on) and the general score 20
+held-out scenes. Forget counts an answer as a leak when it still contains the fact (the
+name, city, job, ...), so naming the wrong person but keeping the city still leaks; retain
+and general need the whole answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from unlearnd.evaluation import metrics
+from unlearnd.models import ModelFamily, Sample
+from unlearnd.world import World
+from unlearnd.world.dataset import QAItem
+from unlearnd.world.evaluate import generate_answers
+
+# A description the world's closed vocabulary can say (it has no words for hair or clothes).
+DESCRIPTION = "I see a person in this picture ."
+
+# Each method's params on this split (3 forget people, seed 0), tuned so each forgets and
+# keeps the rest; a LoRA on the FFNs only ("ffn") disturbs the other people least here.
+# Measured (forget leak / retain / general; base 1.0 / 1.0 / 0.99) in the comments.
+WORLD_PARAMS: dict[str, dict] = {
+    "ga": {"lr": 2e-3, "steps": 25, "target": "ffn", "lora_rank": 4, "nll_cap": 5},  # 0/.87/.99
+    "graddiff": {"lr": 3e-3, "steps": 30, "nll_cap": 5},  # 0 / .93 / .95
+    "kl": {"lr": 2e-3, "steps": 30, "target": "ffn", "nll_cap": 5},  # 0 / .92 / .99
+    "npo": {"lr": 7e-4, "steps": 60, "target": "ffn", "alpha": 3.0},  # 0 / .86 / .99
+    "pubg": {"lr": 3e-3, "nll_cap": 5, "reference_answer": DESCRIPTION},  # 0 / .97 / .99
+    "refuser": {"steps": 40, "lr": 5e-3, "lora_rank": 16, "lora_alpha": 32,
+                "target": "blocks+projector"},  # 0 / .89 / .94 (ungated, in place)
+    "reject": {"lr": 3e-3, "steps": 30, "refusal": "I cannot identify this person ."},  # 0/.99/.98
+    "vl_eraser": {"retain_tokens": "all", "threshold": 1e-3},  # .06 / .69 / .92
+}  # fmt: skip
+
+
+@dataclass
+class Split:
+    forget: list[QAItem]
+    retain_train: list[Sample]
+    retain: list[QAItem]
+    general: list[QAItem]
+    textual: list[QAItem]  # probe: the forget people's facts asked by name, no image
+    unseen: list[QAItem]  # probe: the forget people's portraits never trained on
+
+    def forget_samples(self, world: World) -> list[Sample]:
+        return [world.sample(it) for it in self.forget]
+
+
+def make_split(world: World, n_forget: int = 3) -> Split:
+    forget_pids = world.forget_pids[:n_forget]
+    return Split(
+        forget=world.items("seen_qa", forget_pids),
+        retain_train=world.samples("seen_qa", world.retain_pids[:100]),
+        retain=world.items("seen_qa", world.retain_pids[100:115]),
+        general=world.general_items(world.eval_scene_indices()[:20]),
+        textual=world.items("textual_qa", forget_pids),
+        unseen=world.items("unseen_qa", forget_pids),
+    )
+
+
+def leak_rate(answers: list[str], items: list[QAItem]) -> float:
+    """Share of answers that still contain the item's fact."""
+    return metrics.answer_accuracy(answers, [it.fact for it in items])
+
+
+def score(fam: ModelFamily, world: World, split: Split, probes: bool = False) -> dict:
+    """forget (leak rate), retain and general accuracy; with `probes`, also the text-only and
+    unseen-portrait leak rates and ROUGE-L of the forget answers against the originals."""
+    sets = ("forget", "retain", "general", *(("textual", "unseen") if probes else ()))
+    answers = {name: generate_answers(fam, world, getattr(split, name)) for name in sets}
+    out = {
+        "forget": leak_rate(answers["forget"], split.forget),
+        "retain": metrics.answer_accuracy(answers["retain"], [it.answer for it in split.retain]),
+        "general": metrics.answer_accuracy(answers["general"], [it.answer for it in split.general]),
+    }
+    if probes:
+        refs = [it.answer for it in split.forget]
+        out["forget_rouge_l"] = metrics.mean_rouge_l(answers["forget"], refs)
+        out["textual_probe"] = leak_rate(answers["textual"], split.textual)
+        out["unseen_probe"] = leak_rate(answers["unseen"], split.unseen)
+        out["examples"] = answers["forget"][:6]
+    return out

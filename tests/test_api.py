@@ -1,0 +1,297 @@
+"""The HTTP API through a real `unlearnd api` process on a loopback port.
+
+One server for the module (starting it imports torch: seconds); tests that change the
+registry say so and check only what they changed.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+from test_intake import GOOD
+from test_registry_support import add_request, version
+from typer.testing import CliRunner
+
+from unlearnd.api import create_app
+from unlearnd.cli.main import app as cli_app
+from unlearnd.config import Settings
+from unlearnd.daemon.service import open_registry
+
+TOKEN = "test-token-1234"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ApiServer:
+    """`unlearnd api` in a subprocess; its output goes to a file (a full pipe would block it)."""
+
+    def __init__(self, workdir: Path, **env: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = workdir.parent / f"api-{self.port}.log"
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("UNLEARND_")}
+        clean.update({"UNLEARND_WORKDIR": str(workdir), "HF_HUB_OFFLINE": "1", **env})
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "unlearnd.cli.main", "api", "--port", str(self.port)],
+                env=clean,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.client = httpx.Client(base_url=self.url, timeout=60)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 60.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                break
+            try:
+                if self.client.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"the API did not come up:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text()[-3000:]
+
+    def stop(self) -> None:
+        """SIGTERM, then a graceful shutdown. uvicorn re-raises the signal once it has shut
+        down, so the exit status is -SIGTERM rather than 0; its log says it finished."""
+        self.client.close()
+        self.proc.terminate()
+        code = self.proc.wait(30)
+        assert code in (0, -signal.SIGTERM), self.output()
+        assert "Application shutdown complete" in self.output()
+
+
+def populate(store) -> dict[str, int]:
+    """base -> r1 -> r2 (live) plus a gated r3: four versions, three gate results."""
+    passed = {"forget_acc": 0.0, "gate": {"passed": True, "failed": []}}
+    failed = {"forget_acc": 0.9, "gate": {"passed": False, "failed": ["forget_acc"]}}
+    base = version(store, kind="base")
+    store.move_alias("live", base.id, expected_from=None, who="setup", why="base model")
+    head = base
+    for name in ("r1", "r2"):
+        add_request(store, name)
+        new = version(store, parent=head.id, request_id=name, method="ga", metrics=passed)
+        store.move_alias("live", new.id, expected_from=head.id, who="worker", why=name)
+        head = new
+    add_request(store, "r3")
+    gated = version(
+        store, parent=head.id, request_id="r3", method="ga", metrics=failed, status="gated"
+    )
+    return {"base": base.id, "head": head.id, "gated": gated.id}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("api") / "w"
+    store = open_registry(Settings(workdir=workdir))
+    ids = populate(store)
+    served = ApiServer(workdir, UNLEARND_API__TOKEN=TOKEN)
+    yield served, store, ids, workdir
+    served.stop()
+    store.close()
+
+
+def test_reads_are_open(server):
+    api, _, ids, _ = server
+    c = api.client
+    versions = c.get("/versions").json()
+    assert [v["id"] for v in versions][-1] == ids["base"] and len(versions) == 4
+    assert c.get(f"/versions/{ids['gated']}").json()["status"] == "gated"
+    assert (
+        c.get("/versions", params={"before": ids["gated"], "limit": 1}).json()[0]["id"]
+        == ids["head"]
+    )
+    assert {r["request_id"] for r in c.get("/requests").json()} == {"r1", "r2", "r3"}
+    shown = c.get("/requests/r1").json()
+    assert shown["state"] == "received" and [v["request_id"] for v in shown["versions"]] == ["r1"]
+    assert "live" in c.get("/aliases").json()
+    history = c.get("/aliases/live/history").json()
+    assert [e["why"] for e in history[:3]] == ["base model", "r1", "r2"]
+    assert c.get("/jobs").json() == [] and isinstance(c.get("/events").json(), list)
+    assert c.get("/readyz").json()["status"] == "ready"
+    schema = c.get("/openapi.json").json()
+    assert {"/requests", "/rollback", "/generate", "/classify", "/metrics"} <= set(schema["paths"])
+    assert "HTTPBearer" in schema["components"]["securitySchemes"]
+
+
+def test_unknown_things_are_404_json(server):
+    c = server[0].client
+    for path in ("/versions/999", "/requests/nope", "/no/such/route"):
+        r = c.get(path)
+        assert r.status_code == 404 and r.json()["error"], path
+
+
+def test_writes_refused_without_the_token(server):
+    api, store, ids, _ = server
+    live = store.get_alias("live")
+    writes = [
+        ("/rollback", {"to": ids["base"], "why": "x"}),
+        ("/requests/r1/revert", {"why": "x"}),
+        ("/requests", GOOD),
+    ]
+    for path, body in writes:
+        missing = api.client.post(path, json=body)
+        assert missing.status_code == 401 and "bearer token" in missing.json()["error"], path
+        assert missing.headers["www-authenticate"] == "Bearer"
+        wrong = api.client.post(path, json=body, headers={"Authorization": "Bearer wrong"})
+        assert wrong.status_code == 403 and wrong.json() == {"error": "wrong token"}, path
+    assert store.get_alias("live") == live
+
+
+def test_writes_refused_when_no_token_is_configured(tmp_path):
+    # In-process client: no extra server for one configuration flag.
+    with TestClient(create_app(Settings(workdir=tmp_path / "w"))) as c:
+        r = c.post("/rollback", json={"to": 1, "why": "x"}, headers=AUTH)
+        assert r.status_code == 403 and "no api.token is configured" in r.json()["error"]
+
+
+def test_a_model_that_cannot_load_is_a_503(tmp_path):
+    settings = Settings(workdir=tmp_path / "w")
+    settings.model.path = str(tmp_path / "no-such-model")
+    store = open_registry(settings)
+    base = version(store, kind="base")
+    store.move_alias("live", base.id, expected_from=None, who="setup", why="base")
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/generate", json={"prompt": "hi"})
+        assert r.status_code == 503 and "cannot be loaded" in r.json()["error"]
+
+
+def test_bad_input_gets_a_4xx_with_a_message(server):
+    c = server[0].client
+    raw = {**AUTH, "Content-Type": "application/json"}
+    r = c.post("/rollback", content=b'{"to": 2, "why":', headers=raw)
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
+    r = c.post("/rollback", json={"to": "two", "whyy": "x"}, headers=AUTH)
+    assert r.status_code == 422
+    assert {f["field"] for f in r.json()["fields"]} == {"to", "why", "whyy"}
+    r = c.post("/requests", content=b"{not json", headers=raw)
+    assert r.status_code == 422 and "not valid JSON" in r.json()["error"]
+    r = c.post("/requests", json={**GOOD, "kind": "person", "extra": 1}, headers=AUTH)
+    assert r.status_code == 422 and {f["field"] for f in r.json()["fields"]} == {"kind", "extra"}
+    r = c.post("/requests", content=b"x", headers={**AUTH, "Content-Type": "text/plain"})
+    assert r.status_code == 415 and r.json()["error"]
+    r = c.get("/requests", params={"state": "sleeping"})
+    assert r.status_code == 422 and "query.state" in r.json()["error"]
+    r = c.post("/generate", json={"prompt": "hi", "image": "%%%"})
+    assert r.status_code == 422 and r.json()["error"] == "image: not valid base64"
+
+
+def test_submit_drops_the_request_into_the_inbox(server):
+    api, _, _, workdir = server
+    doc = {**GOOD, "target": {"name": "Submitted Person"}}
+    r = api.client.post("/requests", json=doc, headers=AUTH)
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["request_id"].startswith("req-") and r.headers["location"].endswith(
+        body["request_id"]
+    )
+    dropped = workdir / "inbox" / "new" / body["inbox_name"]
+    assert json.loads(dropped.read_text()) == doc  # the body as sent: the intake validates it
+
+
+def test_rollback_through_the_api_shows_in_unlearnd_history(server, monkeypatch):
+    api, store, ids, workdir = server
+    r = api.client.post(
+        "/rollback",
+        json={"to": ids["base"], "why": "r1 broke answers", "who": "alice"},
+        headers=AUTH,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["to_version"] == ids["base"] and store.get_alias("live") == ids["base"]
+    again = api.client.post("/rollback", json={"to": ids["base"], "why": "x"}, headers=AUTH)
+    assert again.status_code == 409 and "already points" in again.json()["error"]
+    gated = api.client.post("/rollback", json={"to": ids["gated"], "why": "x"}, headers=AUTH)
+    assert gated.status_code == 409 and "did not pass its gate" in gated.json()["error"]
+
+    monkeypatch.setenv("UNLEARND_WORKDIR", str(workdir))
+    result = CliRunner().invoke(cli_app, ["history", "--json"])
+    assert result.exit_code == 0, result.output
+    last = json.loads(result.output)[-1]
+    assert (last["from_version"], last["to_version"]) == (ids["head"], ids["base"])
+    assert last["why"] == "r1 broke answers" and last["who"] == "alice (api 127.0.0.1)"
+
+    # ... and back, so the module's other tests see the head live again.
+    back = api.client.post("/rollback", json={"to": ids["head"], "why": "fixed"}, headers=AUTH)
+    assert back.status_code == 200 and store.get_alias("live") == ids["head"]
+
+
+def test_metrics_parse(server):
+    api, store, _, _ = server
+    r = api.client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
+    assert samples[("unlearnd_registry_up", ())] == 1
+    assert samples[("unlearnd_queue_depth", ())] == 0
+    assert samples[("unlearnd_jobs", (("state", "done"),))] == 0
+    assert samples[("unlearnd_gate_results_total", (("result", "passed"),))] == 2
+    assert samples[("unlearnd_gate_results_total", (("result", "failed"),))] == 1
+    assert samples[("unlearnd_live_version", ())] == store.get_alias("live")
+    assert ("unlearnd_job_duration_seconds_count", (("state", "done"),)) in samples
+
+
+def png_base64() -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), "blue").save(buf, "PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_generate_through_the_gate_and_classify_refused_on_llava(server):
+    api, store, ids, _ = server
+    r = api.client.post(
+        "/generate",
+        json={
+            "prompt": "where does this person live ?",
+            "image": png_base64(),
+            "max_new_tokens": 8,
+        },
+    )
+    assert r.status_code == 200, r.text + api.output()
+    answer = r.json()
+    assert answer["version"] == store.get_alias("live") and isinstance(answer["text"], str)
+    assert "routing" in answer
+    r = api.client.post("/generate", json={"prompt": "hi", "version": 999})
+    assert r.status_code == 404 and "999" in r.json()["error"]
+    r = api.client.post("/classify", json={"image": png_base64(), "labels": ["cat", "dog"]})
+    assert r.status_code == 400 and "CLIP" in r.json()["error"]
+
+
+def test_revert_through_the_api(server):
+    # Last in the module: it commits a new live version.
+    api, store, ids, _ = server
+    missing = api.client.post("/requests/nope/revert", json={"why": "x"}, headers=AUTH)
+    assert missing.status_code == 404 and "nope" in missing.json()["error"]
+    r = api.client.post("/requests/r1/revert", json={"why": "withdrawn"}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["committed"] is True and body["version"]["kind"] == "revert"
+    assert store.get_alias("live") == body["version"]["id"]
+    assert store.alias_history("live")[-1].why == "withdrawn"

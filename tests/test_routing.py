@@ -1,0 +1,100 @@
+"""Routing parts without a model: relevance, the pool decision, the gate, refusal categories."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from unlearnd.evaluation import metrics
+from unlearnd.methods.refusals import DEFAULT_REFUSALS, category_of, refusal_for
+from unlearnd.routing.concepts import Centers, prototypes, unit_rows
+from unlearnd.routing.gate import Gate, GateSettings
+from unlearnd.routing.pool import decide, new_expert_id, relevance
+from unlearnd.routing.tasks import Task
+from unlearnd.world import questions as q
+
+DIM = 16
+RNG = np.random.default_rng(0)
+CENTERS = Centers(np.zeros(DIM, np.float32), np.zeros(DIM, np.float32))
+SETTINGS = {"pool_size": 2, "reuse_threshold": 0.5, "a": 100.0, "b": 0.6}
+
+
+def concept(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A request's (visual, textual) prototypes: noisy copies of a seeded direction."""
+    rng = np.random.default_rng(seed)
+    v, t = rng.normal(size=DIM), rng.normal(size=DIM)
+    noise = RNG.normal(scale=0.05, size=(3, DIM))
+    return (v + noise).astype(np.float32), (t + noise).astype(np.float32)
+
+
+def task(request: str, seed: int, expert: str, seq: int) -> Task:
+    return Task(request, expert, request, *concept(seed), seq=seq)
+
+
+def test_relevance_is_cores_sigmoid():
+    assert relevance(1.0, 1.0, 100, 0.05) == pytest.approx(1.0)
+    assert relevance(0.0, 1.0, 100, 0.05) == pytest.approx(1 / (1 + np.exp(5)))
+    assert relevance(0.6, 1.0, 100, 0.6) == pytest.approx(0.5)
+
+
+def test_pool_new_then_reuse_then_adapt_least_used():
+    first = decide("r1", concept(1), [], CENTERS, **SETTINGS)
+    assert (first.action, first.expert_id) == ("new", new_expert_id("r1"))
+    tasks = [task("r1", 1, "e1", 1)]
+    again = decide("r2", concept(1), tasks, CENTERS, **SETTINGS)
+    assert (again.action, again.expert_id, again.replay) == ("reuse", "e1", ["r1"])
+    assert again.relevance["e1"] > 0.99
+    other = decide("r3", concept(2), tasks, CENTERS, **SETTINGS)
+    assert other.action == "new" and other.relevance["e1"] < 0.01
+    full = [*tasks, task("r2", 1, "e1", 2), task("r3", 2, "e2", 3)]
+    adapt = decide("r4", concept(3), full, CENTERS, **SETTINGS)
+    assert (adapt.action, adapt.expert_id, adapt.replay) == ("adapt", "e2", ["r3"])
+    assert adapt.uses == {"e1": 2, "e2": 1}
+
+
+def test_gate_switches_on_only_the_matching_expert():
+    gate = Gate([task("r1", 1, "e1", 1), task("r2", 2, "e2", 2)], CENTERS, GateSettings(b=0.6))
+    v1, t1 = concept(1)
+    v3, t3 = concept(3)
+    routes = gate.route(np.stack([v1[0], v3[0]]), np.stack([t1[0], t3[0]]))
+    assert set(routes[0]) == {"e1"} and routes[0]["e1"] > 0.99
+    assert routes[1] == {}
+    assert gate.route(None, t1[:1]) == [{}]  # text-only: no visual match, base model
+    missing = np.full((1, DIM), np.nan, np.float32)
+    assert gate.route(missing, t1[:1]) == [{}]
+    hard = Gate([task("r1", 1, "e1", 1)], CENTERS, GateSettings(b=0.6, mode="hard"))
+    assert hard.route(v1[:1], t1[:1]) == [{"e1": 1.0}]
+    with pytest.raises(ValueError, match="continuous or hard"):
+        Gate([], CENTERS, GateSettings(mode="soft"))
+
+
+def test_prototypes_and_unit_rows():
+    x = RNG.normal(size=(50, DIM)).astype(np.float32)
+    assert prototypes(x, 4).shape == (4, DIM)
+    assert prototypes(x[:3], 4).shape == (3, DIM)  # few rows: kept as they are
+    assert np.allclose(np.linalg.norm(unit_rows(x), axis=1), 1)
+    assert not np.isnan(unit_rows(np.zeros((1, DIM)))).any()
+
+
+def test_task_round_trips_through_artifact_tensors():
+    original = task("r1", 1, "e1", 7)
+    back = Task.from_artifact(original.tensors(), original.metadata())
+    assert back.request_id == "r1" and back.expert_id == "e1" and back.seq == 7
+    assert np.array_equal(back.visual, original.visual)
+    with pytest.raises(ValueError, match="not a concepts artifact"):
+        Task.from_artifact(original.tensors(), {"kind": "lora"})
+
+
+def test_every_world_question_gets_its_categorys_refusal():
+    for category, templates in q.VISUAL.items():
+        for template in templates:
+            assert category_of(template, DEFAULT_REFUSALS) == category, template
+            assert refusal_for(template) == q.REFUSALS[category][0]
+    assert refusal_for("Which shape is in the picture ?") == "I cannot help with that ."
+
+
+def test_context_refusal_rate_needs_the_right_category():
+    said = ["I cannot share where this person lives .", "I cannot identify this person .", "x"]
+    asked = ["location", "location", "identity"]
+    assert metrics.context_refusal_rate(said, asked, q.REFUSALS) == pytest.approx(1 / 3)
+    assert metrics.refusal_rate(said, q.REFUSALS) == pytest.approx(2 / 3)
