@@ -9,12 +9,14 @@ import typer
 from unlearnd import __version__
 from unlearnd.cli import (
     api_cmds,
+    classify_cmds,
     daemon_cmds,
     demo_cmd,
     inference_cmds,
     method_cmds,
     model_cmds,
     registry_cmds,
+    report_cmds,
     world_cmds,
 )
 
@@ -31,7 +33,9 @@ for module in (
     demo_cmd,
     daemon_cmds,
     registry_cmds,
+    report_cmds,
     inference_cmds,
+    classify_cmds,
     api_cmds,
     method_cmds,
     model_cmds,

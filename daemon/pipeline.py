@@ -36,7 +36,7 @@ class WorkItem:
 
 @dataclass
 class PipelineResult:
-    # create_version kwargs except parent_id and request_id, which the worker sets:
+    # create_version kwargs except parent_id, request_id and status, which the worker sets:
     # base_fingerprint, kind, manifest, method, params, metrics, timings
     version: dict[str, Any]
     passed_gate: bool

@@ -69,8 +69,7 @@ class FingerprintPipeline:
             "params": dict(req.params),
             "metrics": {**metrics, "gate": decision.to_dict()},
             "timings": {"pipeline_s": time.monotonic() - started},
-            "status": "committed" if decision.passed else "gated",
-        }
+        }  # the worker sets the status from passed_gate
         return PipelineResult(version, decision.passed, {"artifact": sha})
 
 

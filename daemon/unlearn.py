@@ -22,7 +22,7 @@ from unlearnd.daemon.serving import (
     base_manifest,
     routed,
 )
-from unlearnd.evaluation import gate
+from unlearnd.evaluation import gate, probes
 from unlearnd.evaluation.candidate import score
 from unlearnd.methods import get_method
 from unlearnd.methods.apply import artifact_metadata
@@ -96,6 +96,8 @@ class UnlearningPipeline:
             "retain": self.deployment.retain_pool("eval"),
             "general": self.deployment.general_pool(),
         }
+        # Leak probes (world only) score with the sets: leak_text_acc, parent_leak_text_acc...
+        sets.update(probes.request_probe_sets(self.deployment.world, req))
         timings["load_s"] = time.monotonic() - started
 
         progress.stage("scoring parent")

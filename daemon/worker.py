@@ -183,7 +183,9 @@ class Worker:
             pause_point("before_alias")
             if self._heartbeat is not None and self._heartbeat.lost:
                 raise LeaseLost(f"job {job.id}: lease lost")
-            version = {**result.version, "parent_id": parent, "request_id": job.request_id}
+            status = "committed" if result.passed_gate else "gated"  # rollback refuses gated
+            version = {**result.version, "parent_id": parent, "request_id": job.request_id,
+                       "status": status}  # fmt: skip
             try:
                 return self.store.commit_result(
                     job_id=job.id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from unlearnd.methods.adu import ADU
 from unlearnd.methods.base import Method, MethodParams, MethodResult, ParamError
 from unlearnd.methods.ga import GA
 from unlearnd.methods.graddiff import GradDiff
@@ -15,6 +16,7 @@ from unlearnd.methods.vl_eraser import VLEraser
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
+        ADU(),
         GA(),
         GradDiff(),
         KL(),

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from unlearnd.methods import ffn_branch, lora
+from unlearnd.methods import ffn_branch, lora, vision_prompts
 from unlearnd.methods.base import MethodResult
 from unlearnd.models.base import ModelFamily
 
@@ -20,6 +20,7 @@ Applier = Callable[[ModelFamily, dict[str, torch.Tensor], dict[str, Any], str], 
 APPLIERS: dict[str, Applier] = {
     "lora": lora.apply,
     "ffn_branch": ffn_branch.apply,
+    "vision_prompts": vision_prompts.apply,
 }
 
 

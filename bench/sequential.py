@@ -1,0 +1,131 @@
+"""Sequential unlearning on the world: deletion tasks in a row through the real daemon.
+
+Each task forgets one person (every category on every seen portrait) through intake, queue,
+worker, training, evaluation and commit (the gate is opened, so every method's chain
+continues and its drift is measured). After task t the live version is scored on every task
+<= t and on fixed retained people and scenes (METHODS.md, "Metrics to implement"):
+
+- CRR: unseen portraits of the forgotten people answered with the asked category's refusal;
+- forget: share of those answers that still give the fact; text probe: the same facts asked
+  by name, no image;
+- retain / AR / Specificity: 12 retained people's portraits; AR = 100 - refusal rate there;
+  Specificity = retain / base retain * 100; general: 20 held-out scenes.
+
+Avg is the mean over steps, Last the value after the last task.
+
+    .venv/bin/python bench/sequential.py [--tasks 4] [--methods refuser,reject,ga,npo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from methods_world import WORLD_PARAMS  # noqa: E402
+from routing_world import WorldDeployment  # noqa: E402
+
+from unlearnd.daemon.deployment import Deployment  # noqa: E402
+from unlearnd.daemon.serving import load_version  # noqa: E402
+from unlearnd.evaluation import metrics  # noqa: E402
+from unlearnd.evaluation.candidate import answers  # noqa: E402
+from unlearnd.world import REFUSER_PARAMS  # noqa: E402
+from unlearnd.world import questions as q  # noqa: E402
+
+OPEN_GATE = {"max_forget_accuracy": 1.0, "min_retain_ratio": 0.0, "min_general_ratio": 0.0}
+PARAMS = {**WORLD_PARAMS, "refuser": REFUSER_PARAMS}
+
+
+def measure(d: WorldDeployment, model, forgotten: list[int], retained: list[int]) -> dict:
+    world = d.world
+    unseen = world.items("unseen_qa", forgotten)
+    textual = world.items("textual_qa", forgotten)
+    kept = world.items("seen_qa", retained)
+    scenes = world.general_items(world.eval_scene_indices()[:20])
+    said = {
+        name: answers(model, [world.sample(it) for it in items])
+        for name, items in (("unseen", unseen), ("textual", textual), ("kept", kept),
+                            ("scenes", scenes))
+    }  # fmt: skip
+    facts = [it.fact for it in unseen]
+    return {
+        "crr": metrics.context_refusal_rate(said["unseen"], [i.category for i in unseen],
+                                            q.REFUSALS),  # fmt: skip
+        "forget": metrics.answer_accuracy(said["unseen"], facts),
+        "text_probe": metrics.answer_accuracy(said["textual"], [it.fact for it in textual]),
+        "retain": metrics.answer_accuracy(said["kept"], [it.answer for it in kept]),
+        "ar": 1.0 - metrics.refusal_rate(said["kept"], q.REFUSALS),
+        "general": metrics.answer_accuracy(said["scenes"], [it.answer for it in scenes]),
+    }
+
+
+def run_method(method: str, tasks: int, workdir: Path) -> dict:
+    d = WorldDeployment(workdir / method)
+    deployment = Deployment(d.settings)
+    world = d.world
+    retained = world.retain_pids[-12:]
+    base = measure(d, load_version(deployment, d.store, d.store.get_alias("live")), [], retained)
+    steps, forgotten = [], []
+    started = time.monotonic()
+    for t, pid in enumerate(world.forget_pids[:tasks]):
+        t0 = time.monotonic()
+        rid = d.delete(f"task{t}", pid, method=method, params=PARAMS[method], gate=OPEN_GATE)
+        forgotten.append(pid)
+        live = d.store.get_alias("live")
+        row = measure(d, load_version(deployment, d.store, live), forgotten, retained)
+        row["specificity"] = 100 * row["retain"] / max(base["retain"], 1e-9)
+        row.update(task=t, request=rid, state=d.store.get_request(rid).state,
+                   seconds=round(time.monotonic() - t0, 1))  # fmt: skip
+        routing = (d.store.get_version(live).metrics or {}).get("routing")
+        if routing:
+            row["routing"] = routing["action"]
+        steps.append(row)
+        print(f"{method:9s} task {t}: CRR {row['crr']:.2f} forget {row['forget']:.2f} "
+              f"text {row['text_probe']:.2f} retain {row['retain']:.2f} AR {row['ar']:.2f} "
+              f"general {row['general']:.2f} ({row['seconds']} s)", flush=True)  # fmt: skip
+    out = {"base": base, "steps": steps, "wall_s": round(time.monotonic() - started, 1),
+           "params": PARAMS[method]}  # fmt: skip
+    for key in ("crr", "forget", "text_probe", "retain", "ar", "general", "specificity"):
+        values = [s[key] for s in steps]
+        out[f"{key}_avg"] = sum(values) / len(values)
+        out[f"{key}_last"] = values[-1]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=4, help="16 for the full benchmark")
+    parser.add_argument("--methods", default="refuser,reject,ga,npo")
+    parser.add_argument("--out", default="bench/results/sequential.json")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    methods = args.methods.split(",")
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="unlearnd-seq-") as tmp:
+        for method in methods:
+            results[method] = run_method(method, args.tasks, Path(tmp))
+    out = {
+        "benchmark": "sequential",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "cuda": torch.cuda.is_available()},  # fmt: skip
+        "config": {"tasks": args.tasks, "methods": methods, "task": "one person, every "
+                   "category, every seen portrait", "gate": OPEN_GATE},  # fmt: skip
+        "methods": results,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Leak probes and the relearning check on the world model: the base model leaks every fact
+of the people it knows; after gradient ascent (GA, params of tests/methods_world.py) the
+probes drop; a few fine-tuning steps on part of the forget set bring facts back."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import pytest
+from methods_world import WORLD_PARAMS
+from routing_world import WorldDeployment
+
+import unlearnd.world as W
+from unlearnd.daemon.schema import parse_request
+from unlearnd.evaluation import probes
+from unlearnd.methods import get_method
+from unlearnd.models import load
+
+pytestmark = pytest.mark.skipif(
+    not (W.fixture_dir() / "world.json").is_file(), reason="world fixture not built"
+)
+
+
+@pytest.fixture(scope="module")
+def world_ga():
+    """The world, its base model, three forget people, and a GA copy that forgot them."""
+    world = W.load_world()
+    base = load(world.model_dir)
+    pids = world.forget_pids[:3]
+    ga = get_method("ga")
+    fam = copy.deepcopy(base)
+    forget = [world.sample(it) for it in world.items("seen_qa", pids)]
+    ga.fit(fam, forget, [], ga.validate_params(WORLD_PARAMS["ga"]))
+    return world, base, fam, pids
+
+
+def test_probes_leak_on_the_base_and_drop_after_ga(world_ga):
+    world, base, forgot, pids = world_ga
+    sets = probes.world_probe_sets(world, pids, ("text", "unseen"))
+    assert {k: len(v) for k, v in sets.items()} == {"leak_text": 15, "leak_unseen": 18}
+    before = probes.leak_probes(base, sets)
+    after = probes.leak_probes(forgot, sets)
+    assert before == {"leak_text": 1.0, "leak_unseen": 1.0}
+    # GA trained on the seen portraits only; measured 0.13 (text) and 0.0 (unseen).
+    assert after["leak_text"] <= 0.3 and after["leak_unseen"] <= 0.1, after
+    # People nobody asked to forget still leak most facts (measured 0.7: GA spills a little).
+    other = probes.world_probe_sets(world, world.retain_pids[:2], ("text",))
+    assert probes.leak_probes(forgot, other)["leak_text"] >= after["leak_text"] + 0.4
+
+
+def test_relearning_brings_forgotten_facts_back(world_ga):
+    world, _, forgot, pids = world_ga
+    train_on, measure_on = probes.world_relearn_sets(world, pids)
+    assert len(measure_on) == 18 and len(train_on) > 100
+    result = probes.relearn(forgot, train_on, measure_on, steps=10)
+    # Measured: 0.0 -> 0.67; the served copy is untouched.
+    assert result["relearn_before"] <= 0.1
+    assert result["relearn_after"] >= result["relearn_before"] + 0.3, result
+    assert probes.leak(forgot, measure_on) == result["relearn_before"]
+
+
+def test_request_probe_sets_find_the_named_people():
+    world = W.load_world()
+    person = world.people[world.forget_pids[0]]
+    doc = {
+        "schema": "unlearnd.request/v1",
+        "kind": "entity",
+        "target": {"name": person.name},
+        "forget": [{"question": "Who is this?", "answer": "someone"}],
+    }
+    sets = probes.request_probe_sets(world, parse_request(doc))
+    assert set(sets) == {"leak_text", "leak_unseen"}
+    assert len(sets["leak_text"]) == 5 and all(person.name in s.question for s in sets["leak_text"])
+    assert probes.request_probe_sets(None, parse_request(doc)) == {}
+    doc["target"]["name"] = "nobody of this world"
+    assert probes.request_probe_sets(world, parse_request(doc)) == {
+        "leak_text": [],
+        "leak_unseen": [],
+    }
+
+
+def test_pipeline_records_the_probes_in_the_version_metrics(tmp_path):
+    dep = WorldDeployment(tmp_path, eval_samples=16)
+    pid = dep.world.forget_pids[0]
+    started = time.monotonic()
+    request_id = dep.delete(
+        "p", pid, categories=["identity"], method="ga", params=WORLD_PARAMS["ga"]
+    )
+    elapsed = time.monotonic() - started
+    (version,) = [v for v in dep.store.list_versions() if v.request_id == request_id]
+    m = version.metrics
+    assert m["parent_leak_text_acc"] == 1.0 and m["parent_leak_unseen_acc"] == 1.0
+    assert m["leak_unseen_acc"] < 1.0, m
+    assert elapsed < 60
