@@ -101,12 +101,36 @@ def run_method(method: str, tasks: int, workdir: Path) -> dict:
     return out
 
 
+def plot(out: dict, path: Path) -> None:
+    """CRR and Specificity after each task, one line per method."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8.0, 3.4), layout="constrained")
+    for i, (key, title) in enumerate((("crr", "CRR (%)"), ("specificity", "Specificity (%)"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for method, r in out["methods"].items():
+            scale = 1 if key == "specificity" else 100
+            xs = [s["task"] + 1 for s in r["steps"]]
+            ax.plot(xs, [scale * s[key] for s in r["steps"]], "o-", label=method)
+        ax.set_xlabel("tasks forgotten")
+        ax.set_title(title)
+        ax.set_ylim(-5, 105)
+        ax.set_xticks(xs)
+        ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=4, help="16 for the full benchmark")
     parser.add_argument("--methods", default="refuser,reject,ga,npo")
     parser.add_argument("--out", default="bench/results/sequential.json")
+    parser.add_argument("--plot-only", action="store_true", help="re-plot --out, no run")
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads(Path(args.out).read_text()), Path(args.out).with_suffix(".png"))
+        return
     torch.set_num_threads(2)
     methods = args.methods.split(",")
     results = {}
@@ -124,7 +148,8 @@ def main() -> None:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    plot(out, Path(args.out).with_suffix(".png"))
+    print(f"wrote {args.out} and its plot")
 
 
 if __name__ == "__main__":
