@@ -8,7 +8,6 @@ about the person before and after, rolls the deletion back and asks again.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import threading
@@ -27,28 +26,17 @@ def register(app: typer.Typer) -> None:
 
 def _bundle(world, pid: int, out: Path) -> Path:
     """A request bundle forgetting person `pid`: their seen-portrait questions, with images."""
-    from unlearnd.world import REFUSER_PARAMS
+    from unlearnd.world.requests import write_forget_bundle
 
-    person = world.people[pid]
-    folder = out / f"forget-{person.name.replace(' ', '-')}"
-    folder.mkdir(parents=True)
-    forget = []
-    for i, item in enumerate(world.forget_items(pid)):
-        world.image(item.image).save(folder / f"{i}.png")
-        forget.append({"image": f"{i}.png", "question": item.question, "answer": item.answer})
-    doc = {
-        "schema": "unlearnd.request/v1",
-        "kind": "entity",
-        "target": {"name": person.name, "description": "a fictitious person of the world"},
-        "forget": forget,
-        "method": "refuser",
-        "params": REFUSER_PARAMS,
-        "requested_by": "unlearnd demo",
+    name = world.people[pid].name.replace(" ", "-")
+    return write_forget_bundle(
+        world,
+        pid,
+        out / f"forget-{name}",
+        requested_by="unlearnd demo",
         # A new time makes a new request: the inbox treats the same content twice as one.
-        "reason": f"privacy: the person asked to be forgotten (demo at {time.ctime()})",
-    }
-    (folder / "request.json").write_text(json.dumps(doc, indent=2))
-    return folder
+        reason=f"privacy: the person asked to be forgotten (demo at {time.ctime()})",
+    )
 
 
 def _ask(deployment, store, version, questions) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from unlearnd.config import ModelSettings, Settings
@@ -13,8 +12,9 @@ from unlearnd.daemon.unlearn import UnlearningPipeline
 from unlearnd.daemon.worker import Worker
 from unlearnd.evaluation import metrics
 from unlearnd.evaluation.candidate import answers
-from unlearnd.world import REFUSER_PARAMS, load_world
+from unlearnd.world import load_world
 from unlearnd.world import questions as q
+from unlearnd.world.requests import write_forget_bundle
 
 CATEGORIES = tuple(q.VISUAL)
 
@@ -36,23 +36,8 @@ class WorldDeployment:
 
     def delete(self, name: str, pid: int, categories=None, **fields) -> str:
         """Drop a bundle forgetting person `pid`, run the worker once; the request id."""
-        folder = self.tmp / "inbox-tmp" / name
-        folder.mkdir(parents=True)
-        forget = []
-        for i, s in enumerate(map(self.world.sample, self.world.forget_items(pid, categories))):
-            s.image.save(folder / f"f{i}.png")
-            forget.append({"image": f"f{i}.png", "question": s.question, "answer": s.answer})
-        person = self.world.people[pid]
-        doc = {
-            "schema": "unlearnd.request/v1",
-            "kind": "entity",
-            "target": {"name": person.name, "description": "a fictitious person of the world"},
-            "forget": forget,
-            "method": "refuser",
-            "params": REFUSER_PARAMS,
-            **fields,
-        }
-        (folder / "request.json").write_text(json.dumps(doc))
+        folder = write_forget_bundle(self.world, pid, self.tmp / "inbox-tmp" / name, categories,
+                                     **fields)  # fmt: skip
         folder.rename(self.intake.inbox.dir("new") / name)
         assert self.intake.scan_once() == 1
         request_id = self.intake.stats.accepted_ids[-1]

@@ -11,18 +11,11 @@ from pathlib import Path
 from unlearnd.world.dataset import QAItem, World, WorldSpec
 from unlearnd.world.evaluate import QUALITY_BAR, evaluate
 from unlearnd.world.files import read_world_json
+from unlearnd.world.requests import REFUSER_PARAMS
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_SIZE = "medium"
 
-# Refuser params for the world model (demo, tests): it never learnt to refuse, so its experts
-# also train the language blocks, and 150 steps let six category refusals settle (measured:
-# 100 steps at lr 5e-3 mixed up categories for some people; a real VLM needs only the default
-# projector expert).
-REFUSER_PARAMS = {
-    "steps": 150, "lr": 3e-3, "batch_size": 16, "lora_rank": 16, "lora_alpha": 32,
-    "target": "blocks+projector",
-}  # fmt: skip
 
 __all__ = [
     "ASSETS",
