@@ -13,7 +13,7 @@ continues and its drift is measured). After task t the live version is scored on
 
 Avg is the mean over steps, Last the value after the last task.
 
-    .venv/bin/python bench/sequential.py [--tasks 4] [--methods refuser,reject,ga,npo]
+    .venv/bin/python bench/sequential.py [--tasks 4] [--methods refuser,reject,ga,...]
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ def measure(d: WorldDeployment, model, forgotten: list[int], retained: list[int]
     }  # fmt: skip
     facts = [it.fact for it in unseen]
     return {
-        "crr": metrics.context_refusal_rate(said["unseen"], [i.category for i in unseen],
-                                            q.REFUSALS),  # fmt: skip
+        "crr": metrics.context_refusal_rate(
+            said["unseen"], [i.category for i in unseen], q.REFUSALS
+        ),  # fmt: skip
         "forget": metrics.answer_accuracy(said["unseen"], facts),
         "text_probe": metrics.answer_accuracy(said["textual"], [it.fact for it in textual]),
         "retain": metrics.answer_accuracy(said["kept"], [it.answer for it in kept]),
@@ -124,14 +125,15 @@ def plot(out: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=4, help="16 for the full benchmark")
-    parser.add_argument("--methods", default="refuser,reject,ga,npo")
+    parser.add_argument("--methods", default=",".join(PARAMS), help="default: every method")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--out", default="bench/results/sequential.json")
     parser.add_argument("--plot-only", action="store_true", help="re-plot --out, no run")
     args = parser.parse_args()
     if args.plot_only:
         plot(json.loads(Path(args.out).read_text()), Path(args.out).with_suffix(".png"))
         return
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     methods = args.methods.split(",")
     results = {}
     with tempfile.TemporaryDirectory(prefix="unlearnd-seq-") as tmp:
@@ -140,10 +142,17 @@ def main() -> None:
     out = {
         "benchmark": "sequential",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "cuda": torch.cuda.is_available()},  # fmt: skip
-        "config": {"tasks": args.tasks, "methods": methods, "task": "one person, every "
-                   "category, every seen portrait", "gate": OPEN_GATE},  # fmt: skip
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "cuda": torch.cuda.is_available(),
+        },  # fmt: skip
+        "config": {
+            "tasks": args.tasks,
+            "methods": methods,
+            "task": "one person, every category, every seen portrait",
+            "gate": OPEN_GATE,
+        },  # fmt: skip
         "methods": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

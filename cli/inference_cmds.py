@@ -1,47 +1,156 @@
-"""`unlearnd generate`: ask the served model, as of the live (or any) version."""
+"""`unlearnd generate`: ask the served model, as of the live (or any) version; one question,
+or a JSONL file of them (`--batch`) answered with the model loaded once."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from unlearnd.cli.common import EXIT_NOT_FOUND, fail, print_json, settings
+from unlearnd.cli.common import EXIT_NOT_FOUND, EXIT_USAGE, fail, print_json, settings
+
+GENERATE_BATCH = 8  # queries per forward pass; queries with the same experts share one
 
 
 def register(app: typer.Typer) -> None:
     app.command("generate")(generate)
 
 
+@dataclass
+class BatchLine:
+    """One input line of a batch file: its 1-based line number and fields."""
+
+    line: int
+    image: Path | None
+    prompt: str
+
+
+def read_batch(path: Path, *, prompt: bool) -> list[BatchLine]:
+    """Parse and check every line of a JSONL batch file before anything runs, so a bad line
+    fails the command before any output: `{"image": PATH, "prompt": TEXT}` (image optional)
+    when `prompt`, else `{"image": PATH}`. Image paths are relative to the file's folder.
+    Blank lines are skipped but counted, so numbers match an editor's."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        fail(f"batch file not found: {path}", EXIT_NOT_FOUND)
+    allowed = {"image", "prompt"} if prompt else {"image"}
+    out = []
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        fail(f"cannot read {path}: {e}", EXIT_USAGE)
+    for n, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as e:
+            fail(f"{where}: not valid JSON: {e}", EXIT_USAGE)
+        if not isinstance(row, dict):
+            fail(f"{where}: expected a JSON object, got {type(row).__name__}", EXIT_USAGE)
+        unknown = sorted(set(row) - allowed)
+        if unknown:
+            fail(f"{where}: unknown field(s) {unknown}; allowed: {sorted(allowed)}", EXIT_USAGE)
+        question = row.get("prompt", "")
+        if prompt and (not isinstance(question, str) or not question.strip()):
+            fail(f"{where}: 'prompt' must be a non-empty string", EXIT_USAGE)
+        image = row.get("image")
+        if image is None and not prompt:
+            fail(f"{where}: 'image' is required", EXIT_USAGE)
+        if image is not None:
+            if not isinstance(image, str) or not image:
+                fail(f"{where}: 'image' must be a path", EXIT_USAGE)
+            image = path.parent / image  # an absolute path stays absolute
+            if not image.is_file():
+                fail(f"{where}: image not found: {image}", EXIT_NOT_FOUND)
+            try:
+                with Image.open(image):  # reads the header only; pixels are read per chunk
+                    pass
+            except (UnidentifiedImageError, OSError) as e:
+                fail(f"{where}: not a readable image: {image}: {e}", EXIT_USAGE)
+        out.append(BatchLine(n, image, question))
+    if not out:
+        fail(f"{path} holds no input lines", EXIT_USAGE)
+    return out
+
+
+def open_image(item: BatchLine, path: Path):
+    """The line's image as RGB (None without one); a decoding error names the line."""
+    from PIL import Image
+
+    if item.image is None:
+        return None
+    try:
+        with Image.open(item.image) as im:
+            return im.convert("RGB")
+    except OSError as e:
+        fail(f"{path}:{item.line}: cannot decode {item.image}: {e}")
+
+
+def chunks(items: list[BatchLine], size: int, what: str) -> Iterator[list[BatchLine]]:
+    """`items` in slices of `size`, with progress on stderr (stdout stays the results) for
+    batches longer than one slice."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+        done = min(start + size, len(items))
+        if len(items) > size:
+            typer.echo(f"{what} {done}/{len(items)}", err=True)
+
+
+def routing_info(model: Any, betas: dict[str, float]) -> dict[str, Any]:
+    """A query's routing decision, as ServedVersion.answer reports it."""
+    gate = model.gate
+    return {
+        "gate": gate.settings.mode if gate else "none",
+        "experts": {k: round(v, 4) for k, v in betas.items()},
+        "base_model_only": not betas,
+    }
+
+
+def experts_on(routing: dict[str, Any]) -> str:
+    return ", ".join(f"{k} (beta {v:.2f})" for k, v in routing["experts"].items()) or "none"
+
+
 def generate(
     ctx: typer.Context,
-    prompt: str = typer.Option(..., "--prompt", "-p", help="The question."),
+    prompt: str | None = typer.Option(None, "--prompt", "-p", help="The question."),
     image: Path | None = typer.Option(None, "--image", "-i", help="An image file (optional)."),
+    batch: Path | None = typer.Option(
+        None,
+        "--batch",
+        "-b",
+        help='JSONL, one {"image": PATH, "prompt": TEXT} a line (image relative to the file).',
+    ),
     version: int | None = typer.Option(None, "--version", "-v", help="Default: the live one."),
     max_new_tokens: int = typer.Option(32, help="Longest answer, in tokens."),
     show_routing: bool = typer.Option(
         False, "--routing", help="Also print which refuser experts the gate switched on."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON (with the routing)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print JSON (with the routing); with --batch one object a line."
+    ),
 ) -> None:
     """Answer a question (about an image) through a version of the served model and its
     routing gate: refuser experts switch on only for queries near a forgotten concept."""
     from PIL import Image
 
-    from unlearnd.daemon.deployment import Deployment
-    from unlearnd.daemon.service import open_registry
-    from unlearnd.daemon.serving import ServedVersion
-    from unlearnd.registry import NotFound
-
-    s = settings(ctx)
+    if batch is not None and (prompt is not None or image is not None):
+        fail("give either --batch or --prompt/--image, not both", EXIT_USAGE)
+    if batch is None and prompt is None:
+        fail("give --prompt (and optionally --image), or --batch FILE.jsonl", EXIT_USAGE)
+    items = read_batch(batch, prompt=True) if batch is not None else []
     if image is not None and not image.is_file():
         fail(f"image not found: {image}", EXIT_NOT_FOUND)
-    store = open_registry(s)
-    try:
-        chosen = version if version is not None else store.get_alias("live")
-        served = ServedVersion(Deployment(s), store, chosen)
-    except NotFound as e:
-        fail(str(e), EXIT_NOT_FOUND)
+    served = _served(ctx, version)
+    if batch is not None:
+        _generate_batch(served, batch, items, max_new_tokens, as_json)
+        return
     picture = Image.open(image).convert("RGB") if image is not None else None
     answer = served.answer(prompt, picture, max_new_tokens=max_new_tokens)
     if as_json:
@@ -49,6 +158,48 @@ def generate(
         return
     typer.echo(answer.text)
     if show_routing:
-        experts = answer.routing.get("experts") or {}
-        on = ", ".join(f"{k} (beta {v:.2f})" for k, v in experts.items()) or "none"
+        on = experts_on({"experts": answer.routing.get("experts") or {}})
         typer.echo(f"routing: gate {answer.routing.get('gate')}, experts on: {on}", err=True)
+
+
+def _served(ctx: typer.Context, version: int | None):
+    from unlearnd.daemon.deployment import Deployment
+    from unlearnd.daemon.service import open_registry
+    from unlearnd.daemon.serving import ServedVersion
+    from unlearnd.registry import NotFound
+
+    s = settings(ctx)
+    store = open_registry(s)
+    try:
+        chosen = version if version is not None else store.get_alias("live")
+        return ServedVersion(Deployment(s), store, chosen)
+    except NotFound as e:
+        fail(str(e), EXIT_NOT_FOUND)
+
+
+def _generate_batch(
+    served: Any, path: Path, items: list[BatchLine], max_new_tokens: int, as_json: bool
+) -> None:
+    """Answers in input order. RoutedModel.generate routes each query itself and groups the
+    queries by their experts; `routes` is asked again only to report the decision."""
+    from unlearnd.models import Sample
+
+    model = served.model
+    for chunk in chunks(items, GENERATE_BATCH, "generated"):
+        samples = [Sample(it.prompt, "", open_image(it, path)) for it in chunk]
+        decisions = model.routes(samples)
+        texts = model.generate(samples, max_new_tokens=max_new_tokens)
+        for it, text, betas in zip(chunk, texts, decisions, strict=True):
+            routing = routing_info(model, betas)
+            if as_json:
+                row = {
+                    "line": it.line,
+                    "image": str(it.image or ""),
+                    "prompt": it.prompt,
+                    "text": text,
+                    "version": served.version_id,
+                    "routing": routing,
+                }
+                typer.echo(json.dumps(row))  # one object a line: stdout is JSONL
+            else:
+                typer.echo(f"{it.line}: {text}  [experts on: {experts_on(routing)}]")

@@ -13,6 +13,7 @@ from unlearnd.cli import (
     daemon_cmds,
     demo_cmd,
     inference_cmds,
+    init_cmds,
     method_cmds,
     model_cmds,
     registry_cmds,
@@ -31,6 +32,7 @@ app = typer.Typer(
 # Each area adds its commands here; the order is the order of `unlearnd --help`.
 for module in (
     demo_cmd,
+    init_cmds,
     daemon_cmds,
     registry_cmds,
     report_cmds,

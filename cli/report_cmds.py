@@ -1,4 +1,5 @@
-"""`unlearnd report [V]`: a version's report (JSON, plots, HTML) from the registry's metrics."""
+"""`unlearnd report [V]`: a version's report (JSON, plots, HTML): the one the worker stored
+with the version, or rendered now from the registry's metrics when there is none."""
 
 from __future__ import annotations
 
@@ -20,9 +21,15 @@ def report(
     out: Path = typer.Option(
         None, "--out", help="Folder for the files (default: <workdir>/reports/v<V>/)."
     ),
+    fresh: bool = typer.Option(
+        False, "--fresh", help="Render it now from the registry, not the stored snapshot."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Write a version's report (report.json, PNG plots, report.html); print its summary."""
+    """Write a version's report (report.json, PNG plots, report.html); print its summary.
+
+    A version the worker made has its report stored as an artifact (a snapshot as of its
+    commit); others (the base, reverts, versions older than stored reports) are rendered now."""
     from unlearnd.evaluation import report as rep
     from unlearnd.registry import NotFound
 
@@ -34,7 +41,7 @@ def report(
                 fail("no live version yet (the registry is empty)", EXIT_NOT_FOUND)
         folder = out or settings(ctx).workdir / "reports" / f"v{version_id}"
         try:
-            data = rep.write(store, version_id, folder)
+            data = rep.write(store, version_id, folder, fresh=fresh)
         except NotFound:
             fail(f"unknown version {version_id}", EXIT_NOT_FOUND)
     finally:
@@ -54,7 +61,12 @@ def report(
     if s["gate"]:
         verdict = "passed" if s["gate"]["passed"] else "failed: " + "; ".join(s["gate"]["failed"])
         console.print(f"gate {verdict}", highlight=False)
+    if data["source"] == "stored":
+        origin = f"stored report {data['artifact'][:12]}, rendered {data['rendered_at']}"
+    else:
+        origin = "rendered now: no stored report" if not fresh else "rendered now"
     console.print(f"report: {data['html']}", highlight=False, soft_wrap=True)
+    console.print(f"({origin})", highlight=False, soft_wrap=True)
 
 
 def _num(value) -> str:

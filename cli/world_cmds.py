@@ -19,23 +19,36 @@ def register(app: typer.Typer) -> None:
 @world_app.command("build")
 def build(
     out: Path = typer.Option(Path("unlearnd-world"), "--out", help="Folder to write the world to."),
-    size: str = typer.Option("small", "--size", help="small (quick) or medium (the fixture)."),
+    size: str = typer.Option(
+        "small", "--size", help="small (quick) or medium (the fixture); --images: small."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the generator and the training."),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads."),
     clip: bool = typer.Option(True, "--clip/--no-clip", help="Also build the CLIP world."),
     device: str = typer.Option(
         "auto", "--device", help="Train the VLM on auto (CUDA when present), cpu or cuda[:N]."
     ),
+    images: Path | None = typer.Option(
+        None,
+        "--images",
+        help="Build from an image tree DIR/<domain>/<class>/*.jpg instead (e.g. PACS): a tiny "
+        "CLIP, then a tiny LLaVA from its vision tower, answering class and style.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as one JSON object."),
 ) -> None:
-    """Generate the world, train the tiny VLM (and the CLIP world), evaluate, save to --out."""
+    """Generate the world (or read an image tree), train its tiny models, evaluate, save to
+    --out."""
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from unlearnd.world.build import SIZES, build_world
+    from unlearnd.world.image_tree import ImageTreeError
+    from unlearnd.world.image_world import SIZES as IMAGE_SIZES
+    from unlearnd.world.image_world import build_image_world
 
-    if size not in SIZES:
-        fail(f"--size must be one of {', '.join(SIZES)}, got {size!r}", 2)
+    sizes = IMAGE_SIZES if images else SIZES
+    if size not in sizes:
+        fail(f"--size must be one of {', '.join(sizes)}, got {size!r}", 2)
     if out.exists() and any(out.iterdir()):
         fail(f"--out {out} exists and is not empty; choose a new folder", EXIT_ERROR)
     from unlearnd.models.device import resolve_device
@@ -58,19 +71,29 @@ def build(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        figures = build_world(
-            out, size=size, seed=seed, progress=progress, with_clip=clip, device=train_device
-        )
+        try:
+            if images:
+                figures = build_image_world(
+                    images, out, seed=seed, size=size, progress=progress, device=train_device
+                )
+            else:
+                figures = build_world(
+                    out, size=size, seed=seed, progress=progress, with_clip=clip,
+                    device=train_device,
+                )  # fmt: skip
+        except ImageTreeError as exc:
+            fail(str(exc), EXIT_ERROR)
 
     if as_json:
         print_json(figures)
         return
     flat = {k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in figures.items()
             if not isinstance(v, dict)}  # fmt: skip
-    for name, value in figures.get("clip_domains", {}).items():
-        flat[f"clip {name}"] = f"{value:.3f}"
-    print_mapping(flat, title=f"world {size} (seed {seed}) -> {out}")
+    for key in ("clip_domains", "vlm_class_acc", "vlm_domain_acc", "clip_class_acc"):
+        for name, value in figures.get(key, {}).items():
+            flat[f"{key.removesuffix('_domains').removesuffix('_acc')} {name}"] = f"{value:.3f}"
+    title = f"world from {images}" if images else f"world {size}"
+    print_mapping(flat, title=f"{title} (seed {seed}) -> {out}")
     if not figures.get("meets_bar", False):
-        err_console.print(
-            "[yellow]the quality bar is not met[/] (see QUALITY_BAR in world/evaluate.py)"
-        )
+        where = "world/image_world.py" if images else "world/evaluate.py"
+        err_console.print(f"[yellow]the quality bar is not met[/] (see QUALITY_BAR in {where})")

@@ -2,7 +2,9 @@
 
 With no `[model] path` the deployment serves the committed world model, and its retain and
 general pools are the world's retain people and scenes; a real deployment names its model
-folder and JSONL pools in the config.
+folder and JSONL pools in the config. A CLIP deployment's retain pool holds labelled images
+of its domains (question = domain, answer = class: ADU's convention); a domain request trains
+against the rows of the domains it keeps and is scored on the held-out part.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from unlearnd.config import Settings
-from unlearnd.models import ModelFamily, Sample, load
+from unlearnd.models import ModelFamily, Sample, detect_family, load
 
 
 class DeploymentError(ValueError):
@@ -62,6 +64,12 @@ class Deployment:
         if self.world is None or self.world.model_dir is None:
             raise DeploymentError("no model configured and no world model found")
         return self.world.model_dir
+
+    @cached_property
+    def family(self) -> str:
+        """The served model's family ("llava", "clip", ...), without loading its weights."""
+        family = self.settings.model.family
+        return detect_family(self.model_dir) if family == "auto" else family
 
     def load_base(self) -> ModelFamily:
         """A fresh copy of the base model (each job starts from clean weights)."""

@@ -1,4 +1,5 @@
-"""A cheap pipeline for the daemon's own tests and the intake benchmark. NOT an unlearning method.
+"""A cheap pipeline for the daemon's own tests and the intake benchmark (NOT an unlearning
+method), and LocalDaemon: intake + worker one step at a time.
 
 It does real, checkable work through the real interfaces: reads the request's images,
 computes a small tensor from their pixels and the sample texts, writes it to the artifact
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -83,3 +85,42 @@ def _sample_row(request: WorkItem, sample) -> torch.Tensor:
         rgb = pixels.view(-1, 3).float().mean(0) / 255
     text = hashlib.sha256(f"{sample.question}\x00{sample.answer}".encode()).digest()[:5]
     return torch.cat([rgb, torch.tensor(list(text), dtype=torch.float32) / 255])
+
+
+class LocalDaemon:
+    """A deployment's intake and worker run one step at a time, for tests and benchmarks:
+    the registry, inbox, pipeline and commit of `unlearnd serve`, without its threads."""
+
+    def __init__(self, settings: Settings, pipeline: Any = None):
+        from unlearnd.daemon.intake import Intake
+        from unlearnd.daemon.service import open_registry
+        from unlearnd.daemon.sink import RegistrySink
+        from unlearnd.daemon.unlearn import UnlearningPipeline
+
+        settings.daemon.stable_checks = 1  # a bundle is renamed in whole: no need to wait
+        self.settings = settings
+        self.store = open_registry(settings)
+        self.pipeline = pipeline or UnlearningPipeline(settings)
+        if hasattr(self.pipeline, "prepare"):
+            self.pipeline.prepare(self.store)
+        self.intake = Intake(settings, RegistrySink(self.store, settings.daemon.max_attempts))
+
+    def submit(self, bundle: Path) -> str:
+        """Move a bundle folder into the inbox, take it in, run its job; the request id."""
+        from unlearnd.daemon.worker import Worker
+
+        bundle.rename(self.intake.inbox.dir("new") / bundle.name)
+        if self.intake.scan_once() != 1:
+            raise RuntimeError(f"intake did not accept {bundle.name} (see inbox/failed/)")
+        request_id = self.intake.stats.accepted_ids[-1]
+        if not Worker(self.settings, self.store, self.pipeline).run_one():
+            raise RuntimeError(f"no job ran for request {request_id}")
+        return request_id
+
+    def version(self, version_id: int | None = None):
+        """A version as served (default: live), through the same loader as `generate`."""
+        from unlearnd.daemon.deployment import Deployment
+        from unlearnd.daemon.serving import load_version
+
+        chosen = version_id if version_id is not None else self.store.get_alias("live")
+        return load_version(Deployment(self.settings), self.store, chosen)

@@ -2,8 +2,11 @@
 
 Checks: the document parses (JSON or YAML, no YAML aliases), matches `unlearnd.request/v1`,
 its JSONL sample files and images exist inside the bundle, images decode within the pixel
-limit, the method and its params and the gate overrides are valid. The content hash covers
-the request and the bytes of every image it uses, so the same content twice is one request.
+limit, the method and its params and the gate overrides are valid, and a domain request's
+samples are labelled images of the domains its target names (it defaults to method `adu`).
+The content hash covers the request and the bytes of every image it uses, so the same content
+twice is one request. Whether the request fits the deployment's model (a domain request needs
+a CLIP) is the worker's check: intake does not load the deployment.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from unlearnd.daemon.schema import (
 )
 
 IMAGE_FORMATS = ["PNG", "JPEG", "WEBP", "GIF", "BMP"]
+DOMAIN_METHOD = "adu"  # a domain request that names no method: the CLIP domain method
 MethodCheck = Callable[[str, dict[str, Any]], None]  # raises ValueError naming the problem
 
 
@@ -159,6 +163,36 @@ def _check_images(
     return out
 
 
+def domain_names(target_name: str) -> list[str]:
+    """The domains a domain request forgets: its `target.name`, comma-separated."""
+    return [n.strip() for n in target_name.split(",") if n.strip()]
+
+
+def _domain_errors(target_name: str, samples: dict[str, list[Sample]]) -> list[FieldError]:
+    """A domain request's samples follow ADU's convention: an image, question = its domain,
+    answer = its class; forget images are of the named domains, retain images of others."""
+    names = domain_names(target_name)
+    errors: list[FieldError] = []
+    for field in ("forget", "retain"):
+        for i, s in enumerate(samples[field]):
+            if s.image is None:
+                errors.append(FieldError(f"{field}[{i}].image", "a domain sample needs an image"))
+            if not s.answer.strip():
+                errors.append(FieldError(f"{field}[{i}].answer", "must be the image's class"))
+            named = s.question in names
+            if field == "forget" and not named:
+                msg = f"domain {s.question!r} is not one target.name forgets ({', '.join(names)})"
+                errors.append(FieldError(f"forget[{i}].question", msg))
+            elif field == "retain" and named:
+                msg = f"domain {s.question!r} is forgotten (target.name); retain kept domains"
+                errors.append(FieldError(f"retain[{i}].question", msg))
+    if samples["forget"]:
+        missing = [n for n in names if n not in {s.question for s in samples["forget"]}]
+        if missing:
+            errors.append(FieldError("target.name", f"no forget image of domain(s) {missing}"))
+    return errors
+
+
 def default_method_check(method: str, params: dict[str, Any]) -> None:
     from unlearnd.methods import get_method  # torch import: only when a request arrives
 
@@ -189,13 +223,15 @@ def accept(
         except RequestError as e:
             errors += e.errors
             resolved[field] = []
+    if req.kind == "domain":  # before the image checks, which drop bad samples (indices)
+        errors += _domain_errors(req.target.name, resolved)
     count = len(resolved["forget"]) + len(resolved["retain"])
     if count > limits.max_samples:
         errors.append(FieldError("forget", f"{count} samples; the limit is {limits.max_samples}"))
     images: dict[str, bytes] = {}
     for field in ("forget", "retain"):
         resolved[field] = _check_images(field, resolved[field], contents, limits, images, errors)
-    method = req.method or default_method
+    method = req.method or (DOMAIN_METHOD if req.kind == "domain" else default_method)
     if method_check is not None:
         try:
             method_check(method, dict(req.params))

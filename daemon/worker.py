@@ -3,7 +3,9 @@
 Exactly-once comes from the registry: `commit_result` checks the lease, creates the version,
 moves the alias (compare-and-set) and closes the job in one transaction. A crash before it
 leaves nothing visible (the lease expires, the job is retried); a crash after it leaves a
-finished job. When another worker moved the alias first we re-run on the new head.
+finished job. When another worker moved the alias first we re-run on the new head. After the
+commit the new version's report is rendered and stored (evaluation/report.py); a failure
+there is logged and leaves the version as it is.
 """
 
 from __future__ import annotations
@@ -100,9 +102,15 @@ class _Heartbeat(threading.Thread):
 
 class Worker:
     def __init__(
-        self, settings: Settings, store: Any, pipeline: Pipeline, worker_id: str | None = None
+        self,
+        settings: Settings,
+        store: Any,
+        pipeline: Pipeline,
+        worker_id: str | None = None,
+        reports: bool = True,
     ):
         self.settings = settings
+        self.reports = reports  # store each new version's report (evaluation/report.py)
         self.store = store
         self.pipeline = pipeline
         self.worker_id = worker_id or new_worker_id()
@@ -137,16 +145,39 @@ class Worker:
         self._heartbeat = _Heartbeat(self, job.id)
         self._heartbeat.start()
         self.current = JobProgress(self, job.id, job.request_id)
+        version = None
         try:
-            self._process(job)
+            version = self._process(job)
         finally:
-            self._heartbeat.done.set()
+            self._heartbeat.done.set()  # the job is closed: no more beats
             self._heartbeat = None
+            if version is not None and self.reports:
+                self._store_report(version)
             self.current = None
             self.processed += 1
         return True
 
-    def _process(self, job: Any) -> None:
+    def _store_report(self, version: Any) -> None:
+        """The new version's report, stored and linked to it. After the commit, so a failure
+        here leaves a valid version without a stored report (`unlearnd report` renders it)."""
+        from unlearnd.evaluation import report
+
+        started = time.monotonic()
+        try:
+            sha = report.store_report(self.store, version.id)
+        except Exception:  # noqa: BLE001 - never fail a committed job over its report
+            log.exception("version %s: report not stored", version.id)
+            return
+        log.info(
+            "version %s: report %s stored in %.2f s",
+            version.id,
+            sha[:12],
+            time.monotonic() - started,
+            extra={"version_id": version.id},
+        )
+
+    def _process(self, job: Any) -> Any:
+        """The committed (or gated) version, or None when the job did not finish."""
         ids = {"job_id": job.id, "request_id": job.request_id}
         progress = self.current
         try:
@@ -173,6 +204,8 @@ class Worker:
                 version.status,
                 extra={**ids, "version_id": version.id},
             )
+            return version
+        return None
 
     def _run_and_commit(self, job, request, folder, progress: JobProgress):
         for rebase in range(MAX_REBASES + 1):

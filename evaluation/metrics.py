@@ -115,30 +115,46 @@ def mean_rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float
     return sum(map(rouge_l, predictions, references)) / len(references)
 
 
-def refusal_category(answer: str, templates: Mapping[str, Sequence[str]]) -> str | None:
-    """The category whose refusal template the answer is (normalised), or None."""
-    said = normalise(answer)
-    for category, texts in templates.items():
-        if any(said == normalise(t) for t in texts):
-            return category
-    return None
+def refusal_category(
+    answer: str, templates: Mapping[str, Sequence[str]], threshold: float | None = None
+) -> str | None:
+    """The refusal category the answer is, or None (not a refusal, or a refusal of no single
+    category): an exact template (normalised) is its category; anything else goes to the
+    category whose templates it is nearest to by embedding cosine, when that reaches
+    `threshold` (default refusal_match.THRESHOLD). See evaluation/refusal_match.py."""
+    return _matcher(templates, threshold).category(answer)
 
 
 def context_refusal_rate(
-    answers: Sequence[str], categories: Sequence[str], templates: Mapping[str, Sequence[str]]
+    answers: Sequence[str],
+    categories: Sequence[str],
+    templates: Mapping[str, Sequence[str]],
+    threshold: float | None = None,
 ) -> float:
-    """CRR: share of answers that are a refusal of the query's own category."""
+    """CRR: share of answers that are a refusal of the query's own category (a refusal of
+    another category, or of none in particular, does not count)."""
     _check_lengths(answers, categories, "categories")
     if not answers:
         return 0.0
-    hits = sum(
-        refusal_category(a, templates) == c for a, c in zip(answers, categories, strict=True)
-    )
+    m = _matcher(templates, threshold)
+    hits = sum(m.category(a) == c for a, c in zip(answers, categories, strict=True))
     return hits / len(answers)
 
 
-def refusal_rate(answers: Sequence[str], templates: Mapping[str, Sequence[str]]) -> float:
+def refusal_rate(
+    answers: Sequence[str], templates: Mapping[str, Sequence[str]], threshold: float | None = None
+) -> float:
     """Share of answers that are any refusal (AR = 1 - this, on retain queries)."""
     if not answers:
         return 0.0
-    return sum(refusal_category(a, templates) is not None for a in answers) / len(answers)
+    m = _matcher(templates, threshold)
+    return sum(m.match(a).refusal for a in answers) / len(answers)
+
+
+def _matcher(templates: Mapping[str, Sequence[str]], threshold: float | None):
+    # Imported here: refusal_match needs numpy and this module's normalise().
+    from unlearnd.evaluation import refusal_match
+
+    return refusal_match.matcher(
+        templates, refusal_match.THRESHOLD if threshold is None else threshold
+    )

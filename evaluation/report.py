@@ -4,22 +4,38 @@ Every figure comes from metrics the pipeline stored with the versions (no model 
 the version's own metrics against its parent's, the gate's checks, the routing decision and
 timings; a curve of forget / retain / general along the version's ancestry (base first);
 and per-method bars over every deletion version in the registry.
+
+The worker stores each new version's report as one blob (an uncompressed tar of its files)
+linked to the version (RegistryStore.set_version_report): a snapshot as of the commit.
+`write` hands out the stored files, rendering only when there are none.
 """
 
 from __future__ import annotations
 
 import html
+import io
 import json
+import logging
 import math
+import re
+import tarfile
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas by default
+log = logging.getLogger("unlearnd.evaluation.report")
+# matplotlib is not thread-safe (font cache, text layout): one rendering at a time per process
+# (workers in threads, the API).
+_RENDER_LOCK = threading.Lock()
 
 SPLITS = ("forget", "retain", "general")
 PROBES = ("leak_text", "leak_unseen", "leak_paraphrase")
 MAX_VERSIONS = 1000  # the per-method bars read at most this many newest versions
+# The curve plot shows the newest points only (report.json keeps them all): drawn as wide as
+# 300 versions it took 5 s and was 36,000 pixels wide; 20 points take ~0.5 s (2 CPU cores).
+MAX_CURVE_POINTS = 20
 
 
 def _numbers(metrics: dict[str, Any] | None) -> dict[str, float]:
@@ -107,8 +123,21 @@ def _label(point: dict[str, Any]) -> str:
     return f"v{point['version']}\n{point['method'] or point['kind']}{gated}"
 
 
-def plot_curve(points: list[dict[str, Any]], path: Path) -> None:
-    fig = Figure(figsize=(max(5.0, 1.1 * len(points) + 2), 3.8), layout="constrained")
+def _figure(width: float, height: float):
+    # Imported here: matplotlib costs ~0.5 s to import, and reading a stored report needs none.
+    # No pyplot: no global state, the Agg canvas by default.
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def plot_curve(points: list[dict[str, Any]], path: Path | io.BytesIO) -> None:
+    shown = points[-MAX_CURVE_POINTS:]
+    title = f"scores along the ancestry of v{points[-1]['version']}"
+    if len(shown) < len(points):
+        title += f" (newest {len(shown)} of {len(points)})"
+    points = shown
+    fig = _figure(max(5.0, 1.1 * len(points) + 2), 3.8)
     ax = fig.add_subplot()
     xs = range(len(points))
     styles = {"forget": "o-", "forget_before": "o", "retain": "s-", "general": "^-"}
@@ -124,14 +153,14 @@ def plot_curve(points: list[dict[str, Any]], path: Path) -> None:
     ax.set_xticks(list(xs), [_label(p) for p in points], fontsize=8)
     ax.set_ylim(-0.05, 1.05)
     ax.set_ylabel("accuracy (leak: share of facts said)")
-    ax.set_title(f"scores along the ancestry of v{points[-1]['version']}")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
 
 
-def plot_methods(bars: dict[str, dict[str, float]], path: Path) -> None:
-    fig = Figure(figsize=(max(6.0, 1.4 * len(bars) + 2), 4.0), layout="constrained")
+def plot_methods(bars: dict[str, dict[str, float]], path: Path | io.BytesIO) -> None:
+    fig = _figure(max(6.0, 1.4 * len(bars) + 2), 4.0)
     ax = fig.add_subplot()
     keys = ("forget_acc", "retain_ratio", "general_ratio")
     width = 0.8 / len(keys)
@@ -146,7 +175,7 @@ def plot_methods(bars: dict[str, dict[str, float]], path: Path) -> None:
     ax.set_title("per method: forget (lower is better), retain / general kept vs parent")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.15))
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
 
 
 def _rows(data: dict[str, Any]) -> str:
@@ -181,11 +210,18 @@ def render_html(report: dict[str, Any]) -> str:
         f'<p><img src="{html.escape(name)}" alt="{html.escape(name)}"></p>'
         for name in report["plots"].values()
     )
+    verdict = ""
+    if s["gate"]:  # a gated version says up front which threshold it missed
+        failed = "; ".join(s["gate"]["failed"])
+        text = "gate passed" if s["gate"]["passed"] else f"gate FAILED: {failed}"
+        verdict = f'<p class="gate"><strong>{html.escape(text)}</strong></p>'
+    rendered = html.escape(report.get("rendered_at") or "")
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>unlearnd v{s["version"]}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}</style></head><body>
 <h1>Version {s["version"]}</h1>
+{verdict}<p>rendered {rendered}</p>
 <table>{_rows(head)}</table>
 <h2>Scores</h2><table>{_rows(scores)}</table>
 <h2>Gate</h2><table>{gate_rows or "<tr><td>no gate checks</td></tr>"}</table>
@@ -207,18 +243,112 @@ def build(store, version_id: int) -> dict[str, Any]:
     }
 
 
-def write(store, version_id: int, out_dir: str | Path) -> dict[str, Any]:
-    """report.json, curve.png, methods.png (when there is a deletion) and report.html in
-    `out_dir`; returns the report with its file names under "plots" and "html"."""
+def render(store, version_id: int) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The report and its files (report.json, report.html, curve.png, methods.png when there
+    is a deletion), in memory; "html" and "plots" name files beside report.json."""
     report = build(store, version_id)
+    report["rendered_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    files: dict[str, bytes] = {}
+    report["plots"] = {"curve": "curve.png"}
+    with _RENDER_LOCK:
+        files["curve.png"] = _png(plot_curve, report["curve"])
+        if report["methods"]:
+            report["plots"]["methods"] = "methods.png"
+            files["methods.png"] = _png(plot_methods, report["methods"])
+    report["html"] = "report.html"
+    files["report.json"] = json.dumps(report, indent=2).encode()
+    files["report.html"] = render_html(report).encode()
+    return report, files
+
+
+def _png(plot, data) -> bytes:
+    buf = io.BytesIO()
+    plot(data, buf)
+    return buf.getvalue()
+
+
+# -- the stored report: one blob per version ------------------------------------------------
+
+_FILE_NAME = re.compile(r"^[a-z0-9_]{1,64}\.(json|html|png)$")
+MAX_REPORT_BYTES = 64 << 20
+
+
+def pack(files: dict[str, bytes]) -> bytes:
+    """An uncompressed tar (PNGs are compressed already), the same bytes for the same files:
+    sorted names, no times, no owners."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(files):
+            if not _FILE_NAME.match(name):
+                raise ValueError(f"report file name {name!r}: plain names only")
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(files[name]), 0o644, 0
+            tar.addfile(info, io.BytesIO(files[name]))
+    return buf.getvalue()
+
+
+def unpack(data: bytes) -> dict[str, bytes]:
+    """The files of a packed report. Only plain files with plain names (no folders, no
+    links, no `..`): the blob's hash was verified, but a reader should not trust a path."""
+    files = {}
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        for info in tar:
+            if not info.isfile() or not _FILE_NAME.match(info.name):
+                raise ValueError(f"report blob holds {info.name!r}, not a report file")
+            if info.size > MAX_REPORT_BYTES:
+                raise ValueError(f"report file {info.name!r} is {info.size} bytes")
+            files[info.name] = tar.extractfile(info).read()
+    if "report.json" not in files:
+        raise ValueError("report blob has no report.json")
+    return files
+
+
+def store_report(store, version_id: int) -> str:
+    """Render the version's report, store it as a blob and link it to the version; its sha."""
+    _, files = render(store, version_id)
+    sha = store.artifacts.put_bytes(pack(files))
+    store.set_version_report(version_id, sha)
+    return sha
+
+
+def stored(store, version_id: int) -> tuple[dict[str, Any], dict[str, bytes]] | None:
+    """The version's stored report and files, or None when it has none (or it cannot be read:
+    then the caller renders it again)."""
+    from unlearnd.registry import ArtifactCorrupt, NotFound
+
+    sha = store.get_version_report(version_id)  # NotFound for an unknown version
+    if sha is None:
+        return None
+    try:
+        files = unpack(store.artifacts.read_bytes(sha))
+        report = json.loads(files["report.json"])
+        if not isinstance(report, dict) or not isinstance(report.get("summary"), dict):
+            raise ValueError("report.json is not a report")
+    except (NotFound, ArtifactCorrupt, tarfile.TarError, ValueError) as e:
+        log.warning("version %s: stored report %s unreadable (%s); rendering", version_id, sha, e)
+        return None
+    report["artifact"] = sha
+    return report, files
+
+
+def write(store, version_id: int, out_dir: str | Path, fresh: bool = False) -> dict[str, Any]:
+    """The version's report files in `out_dir`: the stored ones (source "stored"), else, or
+    with `fresh`, rendered now from the registry (source "rendered"). Returns the report
+    with "html" the page's path."""
+    found = None if fresh else stored(store, version_id)
+    if found is None:
+        report, files = render(store, version_id)
+        report["source"] = "rendered"
+    else:
+        report, files = found
+        report["source"] = "stored"
+        # The snapshot's aliases are those at its commit; the caller wants today's.
+        summary = report["summary"]
+        summary["aliases_at_render"] = summary["aliases"]
+        summary["aliases"] = [n for n, v in store.list_aliases().items() if v == version_id]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report["plots"] = {"curve": "curve.png"}
-    plot_curve(report["curve"], out / "curve.png")
-    if report["methods"]:
-        report["plots"]["methods"] = "methods.png"
-        plot_methods(report["methods"], out / "methods.png")
+    for name, data in files.items():
+        (out / name).write_bytes(data)
     report["html"] = str(out / "report.html")
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    (out / "report.html").write_text(render_html(report))
     return report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from unlearnd.methods.adu import ADU
 from unlearnd.methods.base import Method, MethodParams, MethodResult, ParamError
+from unlearnd.methods.cagul import CAGUL
 from unlearnd.methods.ga import GA
 from unlearnd.methods.graddiff import GradDiff
 from unlearnd.methods.kl import KL
@@ -17,6 +18,7 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         ADU(),
+        CAGUL(),
         GA(),
         GradDiff(),
         KL(),

@@ -21,8 +21,7 @@ The artifact is the prompts (+ InstaPG), applied by hooks ("vision_prompts").
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +29,7 @@ from pydantic import Field
 
 from unlearnd.methods import vision_prompts
 from unlearnd.methods.base import Method, MethodParams, MethodResult, ParamError, Progress
-from unlearnd.methods.training import train
+from unlearnd.methods.training import frozen_base, train
 from unlearnd.models.base import ModelFamily, Sample
 from unlearnd.world.clip_world import TEMPLATE, ClipSample, balanced_batches
 
@@ -78,15 +77,6 @@ def mmd2(feats: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
     return total / max(pairs, 1)
 
 
-def mem_for_h(accuracy: dict[str, float], forgotten: Sequence[str]) -> dict[str, float]:
-    """ADU's metrics from per-domain accuracy: Mem (kept accuracy), For (forgotten error), H."""
-    kept = [a for d, a in accuracy.items() if d not in forgotten]
-    gone = [1 - accuracy[d] for d in forgotten]
-    mem, forg = sum(kept) / len(kept), sum(gone) / len(gone)
-    h = 2 * mem * forg / (mem + forg) if mem + forg else 0.0
-    return {"mem": round(mem, 4), "for": round(forg, 4), "h": round(h, 4)}
-
-
 class _Data:
     """The request's images as pixels once, with class, domain and forget flag per index."""
 
@@ -116,19 +106,6 @@ class _Data:
         self.label = torch.tensor([s.label_index for s in self.samples], device=fam.device)
         self.domain = torch.tensor([s.domain_index for s in self.samples], device=fam.device)
         self.forget = torch.arange(len(items), device=fam.device) < len(forget)
-
-
-@contextlib.contextmanager
-def _frozen(fam: ModelFamily) -> Iterator[None]:
-    """Base weights out of the optimiser while ADU trains; their flags restored after."""
-    flags = {p: p.requires_grad for p in fam.model.parameters()}
-    for p in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags.items():
-            p.requires_grad_(flag)
 
 
 class ADU(Method):
@@ -181,7 +158,7 @@ class ADU(Method):
                 loss = loss + params.gamma * domain_ce - params.lambda_mmd * mmd2(feats, dom)
             return loss
 
-        with _frozen(fam):
+        with frozen_base(fam):
             modules = vision_prompts.add(fam, TRAINING, init, trainable=True)
             if params.use_ddl:
                 head = torch.nn.Linear(text.shape[1], len(data.domains))

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from unlearnd.methods import ffn_branch, lora, vision_prompts
+from unlearnd.methods import ffn_branch, lora, vision_prompts, visual_tokens
 from unlearnd.methods.base import MethodResult
 from unlearnd.models.base import ModelFamily
 
@@ -21,6 +21,7 @@ APPLIERS: dict[str, Applier] = {
     "lora": lora.apply,
     "ffn_branch": ffn_branch.apply,
     "vision_prompts": vision_prompts.apply,
+    "visual_tokens": visual_tokens.apply,
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 import torch
@@ -19,6 +19,20 @@ from unlearnd.methods.base import MethodParams, Progress
 from unlearnd.models.base import ModelFamily
 
 T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def frozen_base(fam: ModelFamily) -> Iterator[None]:
+    """Every base weight out of the optimiser while an external module trains (ADU's
+    prompts, CAGUL's rewriter); their requires_grad flags restored after."""
+    flags = {p: p.requires_grad for p in fam.model.parameters()}
+    for p in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
 
 
 class Batches:

@@ -142,7 +142,10 @@ class GenerativeFamily(ModelFamily):
     # --- training signals ---------------------------------------------------------------
     def _answer_view(self, batch: list[Sample]) -> tuple[torch.Tensor, ...]:
         """(logits [B, A, V], target ids [B, A], mask [B, A]) at the answer positions."""
-        enc = self.encode(batch, with_answer=True)
+        return self.answer_view(self.encode(batch, with_answer=True))
+
+    def answer_view(self, enc: Encoded) -> tuple[torch.Tensor, ...]:
+        """`_answer_view` of an already encoded batch (a trainer may swap its pixels)."""
         logits = self._forward(enc).logits
         width = int(enc.answer_len.max())
         steps = torch.arange(width, device=self.device)

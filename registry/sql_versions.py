@@ -2,7 +2,9 @@
 
 A version row never changes after it is written, except that its status may become `broken`
 (a blob it references failed its hash check). An alias move is a compare-and-set on the
-alias row plus an alias_event row in the same transaction.
+alias row plus an alias_event row in the same transaction. A version's report is linked by a
+`version_report` event (data: the blob's sha256), written after the version: the row stays
+as it was, and a corrupt report blob breaks nothing (it is not in version_artifact).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from unlearnd.registry.records import (
 from unlearnd.registry.revert import plan_revert
 
 V, VA, A = t.ModelVersion.__table__, t.VersionArtifact.__table__, t.Artifact.__table__
+E = t.Event.__table__
+REPORT_EVENT = "version_report"
 AL, AE = t.Alias.__table__, t.AliasEventRow.__table__
 C, J, X = t.Concept.__table__, t.Job.__table__, t.Expert.__table__
 
@@ -109,6 +113,37 @@ class VersionsMixin:
                 update(V).where(V.c.id == version_id).values(status="broken", broken_reason=reason)
             )
             self._add_event(conn, "version_broken", reason, version_id=version_id)
+
+    # -- reports ----------------------------------------------------------------------------
+
+    def set_version_report(self, version_id: int, sha256: str) -> None:
+        if not self.artifacts.exists(sha256):
+            raise Conflict(f"report blob {sha256!r} is not in the artifact store")
+        with self._write() as conn:
+            self._get_version(conn, version_id)
+            self._add_event(
+                conn,
+                REPORT_EVENT,
+                f"report of version {version_id} stored",
+                version_id=version_id,
+                data={"sha256": sha256},
+            )
+
+    def get_version_report(self, version_id: int) -> str | None:
+        query = (
+            select(E.c.data)
+            .where(E.c.kind == REPORT_EVENT, E.c.version_id == version_id)
+            .order_by(E.c.id.desc())
+            .limit(1)
+        )
+        with self._read() as conn:
+            self._get_version(conn, version_id)
+            data = conn.execute(query).scalar_one_or_none()
+        return (data or {}).get("sha256")
+
+    def _report_blobs(self, conn) -> set[str]:
+        rows = conn.execute(select(E.c.data).where(E.c.kind == REPORT_EVENT)).scalars()
+        return {d["sha256"] for d in rows if d and d.get("sha256")}
 
     # -- the job's final transaction --------------------------------------------------------
 
@@ -293,13 +328,14 @@ class VersionsMixin:
     # -- garbage collection -----------------------------------------------------------------
 
     def gc(self, dry_run: bool = False, min_age_s: float = 86400.0) -> list[str]:
-        """Delete blobs that no version and no expert references and that are older than
-        `min_age_s` (a running job's blob is not referenced until its commit)."""
+        """Delete blobs that no version, version report or expert references and that are
+        older than `min_age_s` (a running job's blob is not referenced until its commit, a
+        report's until it is linked)."""
         referenced_query = union(
             select(VA.c.sha256), select(X.c.artifact_sha256).where(X.c.artifact_sha256.isnot(None))
         )
         with self._read() as conn:
-            referenced = set(conn.execute(referenced_query).scalars())
+            referenced = set(conn.execute(referenced_query).scalars()) | self._report_blobs(conn)
         removed = self.artifacts.remove_unreferenced(referenced, min_age_s, dry_run)
         if removed and not dry_run:
             self.add_event("artifact_gc", f"removed {len(removed)} unreferenced blob(s)")

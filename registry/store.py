@@ -115,6 +115,16 @@ class RegistryStore(ABC):
         with `routing` ({"expert": {id, artifact_sha256, data}, "concepts": [{modality,
         vector, label}]}) also the refuser's expert and concept rows when the alias moves."""
 
+    @abstractmethod
+    def set_version_report(self, version_id: int, sha256: str) -> None:
+        """Link a report blob (evaluation/report.py) to a version, newest link wins. Not in the
+        manifest: children inherit manifests and revert replays them, a report is this
+        version's own. GC keeps every linked blob."""
+
+    @abstractmethod
+    def get_version_report(self, version_id: int) -> str | None:
+        """The sha256 of the version's newest report blob, or None (NotFound: no version)."""
+
     # -- aliases, rollback, revert ----------------------------------------------------------
     @abstractmethod
     def get_alias(self, name: str = "live") -> int | None: ...
@@ -188,7 +198,8 @@ class RegistryStore(ABC):
 
     @abstractmethod
     def gc(self, dry_run: bool = False, min_age_s: float = 86400.0) -> list[str]:
-        """Remove blobs no version or expert references, older than min_age_s."""
+        """Remove blobs no version, version report or expert references, older than
+        min_age_s."""
 
     @abstractmethod
     def close(self) -> None: ...

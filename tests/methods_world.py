@@ -29,6 +29,7 @@ DESCRIPTION = "I see a person in this picture ."
 # Measured (forget leak / retain / general; base 1.0 / 1.0 / 0.99) in the comments.
 WORLD_PARAMS: dict[str, dict] = {
     "ga": {"lr": 2e-3, "steps": 25, "target": "ffn", "lora_rank": 4, "nll_cap": 5},  # 0/.87/.99
+    "cagul": {"lr": 3e-2, "steps": 100, "k": 6},  # .06 / .97 / .99 (6 of 9 tokens)
     "graddiff": {"lr": 3e-3, "steps": 30, "nll_cap": 5},  # 0 / .93 / .95
     "kl": {"lr": 2e-3, "steps": 30, "target": "ffn", "nll_cap": 5},  # 0 / .92 / .99
     "npo": {"lr": 7e-4, "steps": 60, "target": "ffn", "alpha": 3.0},  # 0 / .86 / .99

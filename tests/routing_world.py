@@ -5,11 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from unlearnd.config import ModelSettings, Settings
-from unlearnd.daemon.intake import Intake
-from unlearnd.daemon.service import open_registry
-from unlearnd.daemon.sink import RegistrySink
-from unlearnd.daemon.unlearn import UnlearningPipeline
-from unlearnd.daemon.worker import Worker
+from unlearnd.daemon.testing import LocalDaemon
 from unlearnd.evaluation import metrics
 from unlearnd.evaluation.candidate import answers
 from unlearnd.world import load_world
@@ -26,23 +22,16 @@ class WorldDeployment:
         self.world = load_world()
         model = ModelSettings(eval_samples=eval_samples)
         self.settings = Settings(workdir=tmp_path / "w", model=model)
-        self.settings.daemon.stable_checks = 1
         self.settings.routing.pool_size = pool_size
-        self.store = open_registry(self.settings)
-        self.pipeline = UnlearningPipeline(self.settings)
-        self.pipeline.prepare(self.store)
-        self.intake = Intake(self.settings, RegistrySink(self.store, 3))
+        self.daemon = LocalDaemon(self.settings)
+        self.store, self.pipeline = self.daemon.store, self.daemon.pipeline
         self.tmp = tmp_path
 
     def delete(self, name: str, pid: int, categories=None, **fields) -> str:
         """Drop a bundle forgetting person `pid`, run the worker once; the request id."""
         folder = write_forget_bundle(self.world, pid, self.tmp / "inbox-tmp" / name, categories,
                                      **fields)  # fmt: skip
-        folder.rename(self.intake.inbox.dir("new") / name)
-        assert self.intake.scan_once() == 1
-        request_id = self.intake.stats.accepted_ids[-1]
-        assert Worker(self.settings, self.store, self.pipeline).run_one()
-        return request_id
+        return self.daemon.submit(folder)
 
     def crr(self, model, pid: int, kind: str = "unseen_qa", categories=CATEGORIES) -> float:
         """Context-aware refusal rate on person `pid`'s questions (unseen portraits)."""

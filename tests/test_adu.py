@@ -12,8 +12,9 @@ import json
 import pytest
 import torch
 
+from unlearnd.evaluation.domains import mem_for_h
 from unlearnd.methods import ParamError, get_method
-from unlearnd.methods.adu import as_samples, mem_for_h
+from unlearnd.methods.adu import as_samples
 from unlearnd.methods.apply import apply_artifact, artifact_metadata
 from unlearnd.models import tiny
 from unlearnd.world.clip_world import load_clip_world, zero_shot_accuracy

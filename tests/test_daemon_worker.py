@@ -16,6 +16,7 @@ from unlearnd.daemon.service import open_registry
 from unlearnd.daemon.sink import RegistrySink
 from unlearnd.daemon.testing import FingerprintPipeline
 from unlearnd.daemon.worker import Worker
+from unlearnd.evaluation import report
 
 PASS = {"max_forget_accuracy": 1.0}  # the test pipeline's stand-in metric is always < 1
 
@@ -101,6 +102,49 @@ def test_gate_failure_keeps_version_but_not_alias(tmp_path):
     assert store.get_alias("live") is None
     (version,) = store.list_versions()
     assert version.status == "gated" and version.metrics["gate"]["passed"] is False
+
+
+def test_each_new_version_gets_its_report_stored_gated_ones_say_what_failed(tmp_path):
+    s, store, intake = make(tmp_path)
+    drop(intake, "ok.json", target={"name": "A"})
+    drop(intake, "no.json", target={"name": "B"}, gate={"max_forget_accuracy": 0.0})
+    intake.scan_once()
+    worker = Worker(s, store, FingerprintPipeline(s))
+    assert worker.run_one() and worker.run_one()
+    by_status = {v.status: v for v in store.list_versions()}
+    assert set(by_status) == {"committed", "gated"}
+    for status, v in by_status.items():
+        data, files = report.stored(store, v.id)
+        assert data["summary"]["version"] == v.id and data["summary"]["status"] == status
+        assert files["curve.png"].startswith(b"\x89PNG")
+        # not in the manifest: children inherit manifests, revert replays them
+        assert store.get_version_report(v.id) not in v.manifest["artifacts"].values()
+    page = report.stored(store, by_status["gated"].id)[1]["report.html"].decode()
+    assert "gate FAILED: forget_acc" in page and "not &lt;= 0.000" in page
+    assert (
+        "gate passed" in report.stored(store, by_status["committed"].id)[1]["report.html"].decode()
+    )
+    store.gc(min_age_s=0)  # linked: kept
+    assert all(report.stored(store, v.id) for v in by_status.values())
+
+
+def test_a_report_that_cannot_be_rendered_does_not_fail_the_job(tmp_path, monkeypatch, caplog):
+    s, store, intake = make(tmp_path)
+    drop(intake, "r.json")
+    intake.scan_once()
+    (rid,) = intake.stats.accepted_ids
+
+    def broken(store, version_id):
+        raise RuntimeError("no fonts on this machine")
+
+    monkeypatch.setattr(report, "render", broken)
+    worker = Worker(s, store, FingerprintPipeline(s))
+    assert worker.run_one()
+    assert store.get_request(rid).state == "committed" and job_of(store, rid).state == "done"
+    live = store.get_alias("live")
+    assert store.get_version(live).status == "committed"
+    assert store.get_version_report(live) is None
+    assert "report not stored" in caplog.text and "no fonts" in caplog.text
 
 
 class Flaky(FingerprintPipeline):

@@ -30,6 +30,7 @@ BARS = {"forget_drop": 0.8, "retain": 0.2, "general": 0.1}
 WIDER = {"vl_eraser": {"forget_drop": 0.8, "retain": 0.4, "general": 0.15}}
 # One method-specific bad param each (the shared ones are in test_methods.py).
 BAD = {
+    "cagul": {"k": 0},
     "ga": {"nll_cap": 0},
     "graddiff": {"alpha": -1},
     "kl": {"alpha": -1},

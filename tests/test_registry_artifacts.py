@@ -13,7 +13,7 @@ import pytest
 import torch
 from test_registry_support import add_request, blob, version
 
-from unlearnd.registry import ArtifactCorrupt, NotFound
+from unlearnd.registry import ArtifactCorrupt, Conflict, NotFound
 
 pytest_plugins = ["test_registry_support"]  # the db_url and store fixtures
 
@@ -67,6 +67,30 @@ def test_gc_removes_only_unreferenced_blobs_past_the_grace_period(store):
     assert not store.artifacts.exists(orphan)
     for sha in (kept, by_expert):
         assert store.artifacts.load_tensors(sha)["w"].shape == (4, 4)
+
+
+def test_gc_keeps_every_linked_version_report_and_a_bad_report_breaks_nothing(store):
+    v = version(store, experts={"e1": blob(store, 1.0)})
+    child = version(store, parent=v.id, experts={"e1": blob(store, 1.0)})
+    first, second = store.artifacts.put_bytes(b"report 1"), store.artifacts.put_bytes(b"report 2")
+    unlinked = store.artifacts.put_bytes(b"a report whose link was never written")
+    assert store.get_version_report(v.id) is None
+    store.set_version_report(v.id, first)
+    store.set_version_report(v.id, second)
+    assert store.get_version_report(v.id) == second  # the newest link wins
+    assert store.get_version_report(child.id) is None  # a child does not inherit it
+    assert store.gc(min_age_s=0) == [unlinked]
+    assert store.artifacts.exists(first) and store.artifacts.exists(second)
+    with pytest.raises(NotFound):
+        store.get_version_report(999)
+    with pytest.raises(NotFound):
+        store.set_version_report(999, second)
+    with pytest.raises(Conflict, match="not in the artifact store"):
+        store.set_version_report(v.id, unlinked)
+    (store.artifacts.root / second[:2] / second).write_bytes(b"tampered")
+    with pytest.raises(ArtifactCorrupt):
+        store.artifacts.read_bytes(second)
+    assert store.get_version(v.id).status == "committed"  # the model itself is intact
 
 
 WRITER = textwrap.dedent(

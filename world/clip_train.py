@@ -10,6 +10,7 @@ describes an image counts as a positive for it (multi-positive targets), not as 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,10 +46,17 @@ class TrainConfig:
 
 
 def captions(world: ClipWorld) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Every caption of the world with its class index and domain index (-1: no domain)."""
+    return caption_bank(world.classes, world.domains)
+
+
+def caption_bank(
+    classes: Sequence[str], domain_words: Sequence[str]
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Every caption with its class index and domain index (-1: names no domain)."""
     texts, cls, dom = [], [], []
-    for c, label in enumerate(world.classes):
-        for d, domain in enumerate(world.domains):
+    for c, label in enumerate(classes):
+        for d, domain in enumerate(domain_words):
             for t in DOMAIN_CAPTIONS:
                 texts.append(t.format(d=domain, c=label))
                 cls.append(c)
@@ -106,14 +114,14 @@ def train_clip(world: ClipWorld, config: TrainConfig, progress: Progress | None 
         torch.set_num_threads(threads)
 
 
-def _train(world: ClipWorld, config: TrainConfig, progress: Progress | None):
-    texts, cap_cls, cap_dom = captions(world)
-    tok = build_word_tokenizer([*texts, *(TEMPLATE.format(c) for c in world.classes)], wrap=True)
-    fam = tiny(
+def new_clip(texts: list[str], classes: Sequence[str], image_size: int, config: TrainConfig):
+    """A random tiny CLIP whose word tokenizer knows `texts` and the zero-shot template."""
+    tok = build_word_tokenizer([*texts, *(TEMPLATE.format(c) for c in classes)], wrap=True)
+    return tiny(
         "clip",
         tokenizer=tok,
         seed=config.seed,
-        image_size=world.spec.image_size,
+        image_size=image_size,
         patch_size=config.patch_size,
         vision_hidden=config.vision_hidden,
         vision_layers=config.vision_layers,
@@ -123,6 +131,11 @@ def _train(world: ClipWorld, config: TrainConfig, progress: Progress | None):
         text_heads=config.text_heads,
         projection_dim=config.projection_dim,
     )
+
+
+def _train(world: ClipWorld, config: TrainConfig, progress: Progress | None):
+    texts, cap_cls, cap_dom = captions(world)
+    fam = new_clip(texts, world.classes, world.spec.image_size, config)
     # Draw the training split once, as pixel tensors made by the model's own processor.
     keys = [(d, c, i) for d in world.domains for c in world.classes
             for i in range(world.spec.n_train)]  # fmt: skip
@@ -136,8 +149,23 @@ def _train(world: ClipWorld, config: TrainConfig, progress: Progress | None):
         img_dom += [s.domain_index for s in chunk]
     if progress:
         progress("draw", len(keys), len(keys))
-    pixels = torch.cat(pixels)
-    img_cls, img_dom = np.array(img_cls), np.array(img_dom)
+    labels = (np.array(img_cls), np.array(img_dom))
+    return fit_clip(fam, torch.cat(pixels), labels, (texts, cap_cls, cap_dom), config, progress)
+
+
+def fit_clip(
+    fam,
+    pixels: torch.Tensor,
+    labels: tuple[np.ndarray, np.ndarray],
+    bank: tuple[list[str], np.ndarray, np.ndarray],
+    config: TrainConfig,
+    progress: Progress | None = None,
+):
+    """Contrastive training of `fam` on training images (pixel tensors, with class and
+    domain index per image) against the caption bank (texts, class and domain per caption)."""
+    img_cls, img_dom = labels
+    texts, cap_cls, cap_dom = bank
+    n_images = len(img_cls)
     tokens = fam._tokens(texts)
 
     # Caption choices per image: its domain's templates, or (plain_share) a plain one.
@@ -158,14 +186,15 @@ def _train(world: ClipWorld, config: TrainConfig, progress: Progress | None):
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     for step in range(config.steps):
-        idx = rng.integers(0, len(keys), config.batch_size)
+        idx = rng.integers(0, n_images, config.batch_size)
         plain = rng.random(config.batch_size) < config.plain_share
         chosen = np.array([
             rng.choice(by_pair[(int(img_cls[i]), -1 if p else int(img_dom[i]))])
             for i, p in zip(idx, plain, strict=True)
         ])  # fmt: skip
         caps = np.unique(chosen)
-        img = _features(model.get_image_features(pixel_values=augment(pixels[idx], gen)))
+        batch = augment(pixels[idx], gen).to(fam.device)  # augmented on the CPU: its generator
+        img = _features(model.get_image_features(pixel_values=batch))
         txt = _features(
             model.get_text_features(
                 input_ids=tokens["input_ids"][caps], attention_mask=tokens["attention_mask"][caps]
@@ -178,11 +207,13 @@ def _train(world: ClipWorld, config: TrainConfig, progress: Progress | None):
         same_domain = (cap_dom[caps][None, :] == -1) | (
             img_dom[idx][:, None] == cap_dom[caps][None, :]
         )
-        match = torch.from_numpy(same_class & same_domain).float()
+        match = torch.from_numpy(same_class & same_domain).float().to(fam.device)
         # "a photo of a car" is no negative for a sketch of a car: pushing them apart would
         # teach the image side to hide the class behind the domain, and the zero-shot prompt
         # names "photo" for every domain.
-        logits = logits.masked_fill(torch.from_numpy(same_class & ~same_domain), -1e4)
+        logits = logits.masked_fill(
+            torch.from_numpy(same_class & ~same_domain).to(fam.device), -1e4
+        )
         loss_img = -(match / match.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
         loss_txt = -(match.T / match.T.sum(1, keepdim=True) * logits.T.log_softmax(1)).sum(1)
         loss = (loss_img + loss_txt.mean()) / 2

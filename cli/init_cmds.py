@@ -1,0 +1,236 @@
+"""`unlearnd init --model DIR`: write an `unlearnd.toml` that serves a local model folder.
+
+Every other command reads `./unlearnd.toml` when neither `--config` nor `UNLEARND_CONFIG`
+names a file (core/config.py), so after `init` the commands work from this folder without
+flags. The file sets only the model and the work dir; the other keys are listed as comments
+with their embedded defaults, generated from `Settings` so the comments cannot drift.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import typing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import BaseModel
+
+from unlearnd.cli.common import EXIT_CONFIG, EXIT_ERROR, EXIT_NOT_FOUND, fail, print_json
+from unlearnd.config import (
+    DEFAULT_CONFIG_NAME,
+    ENV_PREFIX,
+    ConfigError,
+    Settings,
+    load_settings,
+)
+
+# Keys written as real values, not as comments; everything else keeps its default.
+WRITTEN = {"workdir", "model.path", "model.family", "model.retain_pool", "model.general_pool"}
+
+# What a reader needs to know about some keys beyond their default.
+NOTES = {
+    "database_url": '"" = sqlite in the workdir; postgresql+psycopg://... for several nodes',
+    "api.token": "bearer token for write endpoints; better set UNLEARND_API__TOKEN",
+}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+
+
+def check_model_folder(folder: Path) -> str:
+    """The family of a model folder that looks loadable, without loading its weights (a 7B
+    model takes minutes and tens of GB): config, weight headers and processor must open.
+    Raises ModelLoadError saying what is wrong."""
+    from transformers import AutoConfig
+
+    from unlearnd.models import ModelLoadError, detect_family
+    from unlearnd.models.loading import _processor, quiet_transformers
+
+    family = detect_family(folder)  # what `unlearnd model info` and the daemon use
+    quiet_transformers()
+    weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+    if not weights:
+        raise ModelLoadError(f"{folder} has no weights (*.safetensors or *.bin)")
+    try:
+        AutoConfig.from_pretrained(folder, local_files_only=True)
+        if any(w.suffix == ".safetensors" for w in weights):
+            from safetensors import safe_open
+
+            for w in weights:
+                if w.suffix == ".safetensors":
+                    with safe_open(w, framework="pt") as f:  # reads the header only
+                        f.keys()
+        _processor(family, folder)
+    except Exception as e:  # noqa: BLE001 - any failure here means the folder is broken
+        raise ModelLoadError(f"cannot load the {family} model in {folder}: {e}") from e
+    return family
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    # JSON string escapes (\" \\ \n \uXXXX) are valid TOML basic-string escapes.
+    return json.dumps(str(value))
+
+
+def _choices(annotation: Any) -> str:
+    if typing.get_origin(annotation) is typing.Literal:
+        return " | ".join(str(a) for a in typing.get_args(annotation))
+    return ""
+
+
+def _commented(model: type[BaseModel], prefix: str) -> list[str]:
+    """`# key = default  # note` for every field of a section that init does not write."""
+    lines = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        if key in WRITTEN or isinstance(field.default, BaseModel):
+            continue
+        note = NOTES.get(key) or _choices(field.annotation)
+        line = f"# {name} = {_toml_value(field.default)}"
+        lines.append(f"{line:<40}  # {note}" if note else line)
+    return lines
+
+
+def world_pools(model: Path, family: str) -> dict[str, Path]:
+    """The pools `unlearnd world build --images` writes beside its models (OUT/pools), so
+    that `init --model OUT/vlm` (or OUT/clip) needs no pool flags."""
+    folder = model.resolve().parent / "pools"
+    names = {"clip": {"retain_pool": "clip_retain.jsonl"}}.get(
+        family, {"retain_pool": "retain.jsonl", "general_pool": "general.jsonl"}
+    )
+    return {k: folder / n for k, n in names.items() if (folder / n).is_file()}
+
+
+def render_config(model_dir: Path, family: str, workdir: str, pools: dict[str, Path]) -> str:
+    """The text of the config file: the model and work dir set, the rest as comments."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out = [
+        f"# unlearnd configuration, written by `unlearnd init` on {stamp}.",
+        "# unlearnd reads ./unlearnd.toml unless --config or UNLEARND_CONFIG names another file.",
+        "# Keys left out (the commented lines) keep the embedded default shown; environment",
+        "# variables win over this file: UNLEARND_WORKDIR, UNLEARND_DAEMON__LEASE_S=600, ...",
+        "# To change a key of a commented section, uncomment its [section] line too.",
+        "",
+        "# Registry database, inbox and artifacts. A relative path is relative to this file.",
+        f"workdir = {_toml_value(workdir)}",
+        *_commented(Settings, ""),
+        "",
+        "[model]",
+        "# The served model: a local Hugging Face folder, never downloaded.",
+        f"path = {_toml_value(model_dir)}",
+        f"family = {_toml_value(family)}",
+        "# JSONL files of {image (relative to the file), question, answer}: what a deletion must",
+        "# not damage, and general ability. The refuser's gate and the evaluation need one.",
+        *(
+            f"{key} = {_toml_value(pools[key])}" if key in pools else f'# {key} = ""'
+            for key in ("retain_pool", "general_pool")
+        ),
+        *_commented(Settings.model_fields["model"].annotation, "model."),
+    ]
+    for name, field in Settings.model_fields.items():
+        if name == "model" or not isinstance(field.default, BaseModel):
+            continue
+        out += ["", f"# [{name}]", *_commented(field.annotation, f"{name}.")]
+    return "\n".join(out) + "\n"
+
+
+def _overriding_env(explicit: bool) -> list[str]:
+    """UNLEARND_* variables that will win over the file init writes (UNLEARND_CONFIG only
+    when no --config was given: then it names another file)."""
+    skip = (ENV_PREFIX + "TEST_", *((ENV_PREFIX + "CONFIG",) if explicit else ()))
+    return sorted(n for n in os.environ if n.startswith(ENV_PREFIX) and not n.startswith(skip))
+
+
+def init(
+    ctx: typer.Context,
+    model: Path = typer.Option(..., "--model", "-m", help="A local Hugging Face model folder."),
+    workdir: str = typer.Option(
+        "",
+        "--workdir",
+        "-w",
+        help="Registry, inbox and artifacts (default: ./unlearnd-data). Relative = to the file.",
+    ),
+    retain_pool: Path | None = typer.Option(
+        None, "--retain-pool", help="JSONL of samples a deletion must not damage."
+    ),
+    general_pool: Path | None = typer.Option(
+        None, "--general-pool", help="JSONL of samples of general ability."
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing config file."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Write ./unlearnd.toml (or the --config file) serving a model folder (llava, qwen2_vl
+    or clip), so that serve, submit, generate, classify, versions and rollback work from this
+    folder without flags."""
+    from unlearnd.models import ModelLoadError
+
+    root = ctx.find_root().obj
+    explicit = root.get("config_path") if isinstance(root, dict) else None
+    target = Path(explicit) if explicit else Path(DEFAULT_CONFIG_NAME)
+    if target.is_dir():
+        fail(f"{target} is a folder", EXIT_ERROR)
+    if target.exists() and not force:
+        fail(f"{target} already exists; pass --force to overwrite it", EXIT_ERROR)
+    if not model.exists():
+        fail(f"model folder not found: {model}", EXIT_NOT_FOUND)
+    pools = {}
+    for key, pool in (("retain_pool", retain_pool), ("general_pool", general_pool)):
+        if pool is not None:
+            if not pool.is_file():
+                fail(f"pool file not found: {pool}", EXIT_NOT_FOUND)
+            pools[key] = pool.resolve()  # the daemon reads pools from its cwd: absolute
+    try:
+        family = check_model_folder(model)
+    except ModelLoadError as e:
+        fail(str(e), EXIT_ERROR)
+    for key, found in world_pools(model, family).items():
+        pools.setdefault(key, found)
+    # The daemon does not resolve model.path against the file: write it absolute.
+    model_dir = model.resolve()
+    # A relative workdir is resolved against the file's folder by load_settings, which is
+    # the folder the user runs commands in: keep it relative so the folder can move.
+    chosen_workdir = workdir or str(Settings.model_fields["workdir"].default)
+    text = render_config(model_dir, family, chosen_workdir, pools)
+
+    # Check the file loads before it replaces anything (environment ignored: only the file).
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        try:
+            loaded = load_settings(tmp, environ={})
+        except ConfigError as e:
+            fail(f"the config init would write is invalid (a bug): {e}", EXIT_CONFIG)
+        os.replace(tmp, target)
+    except OSError as e:  # a read-only folder, a full disk
+        fail(f"cannot write {target}: {e}", EXIT_ERROR)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+    data = {
+        "config": str(target.resolve()),
+        "model": str(model_dir),
+        "family": family,
+        "workdir": str(loaded.workdir),
+        "overridden_by_environment": _overriding_env(bool(explicit)),
+    }
+    if as_json:
+        print_json(data)
+    else:
+        typer.echo(f"wrote {target}: serves the {family} model in {model_dir}")
+        typer.echo(f"work dir: {loaded.workdir}")
+    if data["overridden_by_environment"]:
+        names = ", ".join(data["overridden_by_environment"])
+        typer.echo(f"warning: set in the environment, these win over {target}: {names}", err=True)
+    if family != "clip" and not (loaded.model.retain_pool or loaded.model.general_pool):
+        typer.echo(
+            "note: set [model] retain_pool or general_pool (--retain-pool / --general-pool) "
+            "before submitting deletions: the refuser's gate and the evaluation need one",
+            err=True,
+        )
