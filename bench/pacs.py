@@ -66,13 +66,18 @@ PARAMS = {
 class ImageDeployment:
     """The image world's VLM served by a real daemon pipeline on a fresh SQLite registry."""
 
-    def __init__(self, world: ImageWorld, workdir: Path, device: str, domains: list[str]):
+    def __init__(
+        self, world: ImageWorld, workdir: Path, device: str, domains: list[str], b: float | None
+    ):
         pools = world.folder / "pools"
         model = ModelSettings(path=str(world.vlm_dir), eval_samples=48,
                               retain_pool=str(pools / "retain.jsonl"),
                               general_pool=str(pools / "general.jsonl"))  # fmt: skip
         served = "cuda" if device.startswith("cuda") else "cpu"
-        self.daemon = LocalDaemon(Settings(workdir=workdir, model=model, device=served))
+        settings = Settings(workdir=workdir, model=model, device=served)
+        if b is not None:
+            settings.routing.relevance_b = b
+        self.daemon = LocalDaemon(settings)
         self.store = self.daemon.store
         self.world, self.workdir, self.domains = world, workdir, domains
 
@@ -102,11 +107,13 @@ class Probe:
         said = answers(model, self.samples)
         words = self.world.class_words
         refused: dict[str, list[bool]] = {}
+        named: dict[str, list[bool]] = {}
         kept_now = kept_before = 0
         for item, ok, answer in zip(self.items, self.correct, said, strict=True):
             if item.label in forgotten:
                 if ok:  # only what the original model knew can be forgotten
                     refused.setdefault(item.domain, []).append(not names_a_class(answer, words))
+                    named.setdefault(item.domain, []).append(answer == word(item.label))
             else:
                 kept_before += ok
                 kept_now += ok and answer == word(item.label)
@@ -114,6 +121,8 @@ class Probe:
         flat = [x for v in refused.values() for x in v]
         return {
             "refused": per_domain,
+            "still_named": {d: round(sum(v) / len(v), 4) for d, v in sorted(named.items())},
+            "base_correct": {d: len(v) for d, v in sorted(named.items())},  # the denominators
             "crr": round(sum(flat) / max(len(flat), 1), 4),
             "specificity": round(100 * kept_now / max(kept_before, 1), 2),
         }
@@ -122,7 +131,8 @@ class Probe:
 def concept(world, probe, args, work) -> dict:
     rows = {}
     for method in tqdm(args.methods.split(","), desc="concept refusal", file=sys.stderr):
-        d = ImageDeployment(world, work / method, args.device, args.domains.split(","))
+        d = ImageDeployment(world, work / method, args.device, args.domains.split(","),
+                            args.relevance_b)  # fmt: skip
         started = time.monotonic()
         rid = d.forget(args.forget, method=method, params=PARAMS[method], gate=OPEN_GATE)
         seconds = time.monotonic() - started
@@ -136,7 +146,8 @@ def concept(world, probe, args, work) -> dict:
 
 
 def sequence(world, probe, args, work) -> list[dict]:
-    d = ImageDeployment(world, work / "sequence", args.device, args.domains.split(","))
+    d = ImageDeployment(world, work / "sequence", args.device, args.domains.split(","),
+                        args.relevance_b)  # fmt: skip
     steps, forgotten = [], ()
     for label in tqdm(args.sequence.split(","), desc="sequence", file=sys.stderr):
         started = time.monotonic()
@@ -211,6 +222,7 @@ def main() -> None:
     parser.add_argument("--forget", default="giraffe", help="the class of the concept request")
     parser.add_argument("--domains", default="photo,cartoon", help="where its images come from")
     parser.add_argument("--sequence", default="giraffe,guitar,horse")
+    parser.add_argument("--relevance-b", type=float, help="routing.relevance_b (default: config)")
     parser.add_argument("--out", default="bench/results/pacs.json")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -234,6 +246,7 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "world": {k: world.record["figures"][k] for k in
                   ("vlm_class_acc", "vlm_domain_acc", "clip_class_acc", "seconds")},
+        "relevance_b": args.relevance_b,
         "request": {"forget": args.forget, "domains": args.domains.split(","), "images": 40,
                     "sequence": args.sequence.split(",")},
     }  # fmt: skip

@@ -106,7 +106,7 @@ def plot(out: dict, path: Path) -> None:
     """CRR and Specificity after each task, one line per method."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8.0, 3.4), layout="constrained")
+    fig = Figure(figsize=(9.0, 3.4), layout="constrained")
     for i, (key, title) in enumerate((("crr", "CRR (%)"), ("specificity", "Specificity (%)"))):
         ax = fig.add_subplot(1, 2, i + 1)
         for method, r in out["methods"].items():
@@ -118,7 +118,8 @@ def plot(out: dict, path: Path) -> None:
         ax.set_ylim(-5, 105)
         ax.set_xticks(xs)
         ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    # Outside the axes: lines that overlap (two methods at 100) must still be named.
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=8)
     fig.savefig(path, dpi=110)
 
 

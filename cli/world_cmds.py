@@ -97,3 +97,46 @@ def build(
     if not figures.get("meets_bar", False):
         where = "world/image_world.py" if images else "world/evaluate.py"
         err_console.print(f"[yellow]the quality bar is not met[/] (see QUALITY_BAR in {where})")
+
+
+@world_app.command("request")
+def request(
+    world: Path = typer.Option(..., "--world", help="A world built with `world build --images`."),
+    out: Path = typer.Option(..., "--out", help="The bundle folder to write (must not exist)."),
+    forget_class: str = typer.Option(
+        "", "--forget-class", help="A concept request: the class to forget (e.g. giraffe)."
+    ),
+    domains: str = typer.Option(
+        "", "--domains", help="Where its pictures come from (default: every domain)."
+    ),
+    forget_domain: str = typer.Option(
+        "", "--forget-domain", help="A domain request for the CLIP instead (e.g. sketch)."
+    ),
+    n: int = typer.Option(40, "--n", min=1, help="Pictures of the class (concept request)."),
+    images: Path | None = typer.Option(None, "--images", help="The tree, if it has moved."),
+) -> None:
+    """Write a request bundle about an image world's pictures, ready for `unlearnd submit`."""
+    from unlearnd.world.image_requests import (
+        load_image_world,
+        write_concept_bundle,
+        write_domain_bundle,
+    )
+    from unlearnd.world.image_tree import ImageTreeError
+
+    if bool(forget_class) == bool(forget_domain):
+        fail("give one of --forget-class or --forget-domain", 2)
+    if out.exists():
+        fail(f"--out {out} exists; choose a new folder", EXIT_ERROR)
+    try:
+        loaded = load_image_world(world, images)
+        if forget_class:
+            chosen = [d.strip() for d in domains.split(",") if d.strip()]
+            chosen = chosen or list(loaded.tree.domains)
+            loaded.tree.items(domains=chosen, classes=[forget_class])  # names checked here
+            write_concept_bundle(loaded, forget_class, chosen, out, n=n)
+        else:
+            loaded.tree.items(domains=[forget_domain])
+            write_domain_bundle(loaded, forget_domain, out)
+    except (FileNotFoundError, ImageTreeError, ValueError) as exc:
+        fail(str(exc), EXIT_ERROR)
+    typer.echo(f"wrote {out}: submit it with `unlearnd submit {out}`")

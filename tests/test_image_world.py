@@ -190,3 +190,50 @@ def test_init_on_the_built_models_finds_their_pools(built, tmp_path, monkeypatch
         settings = load_settings(folder / "unlearnd.toml", environ={})
         named = {settings.model.retain_pool, settings.model.general_pool} - {""}
         assert {p.rsplit("/", 1)[-1] for p in named} == pools
+
+
+def test_a_newcomer_builds_inits_serves_and_submits(built, tmp_path, monkeypatch):
+    """The README's path: world build --images, init, world request, submit, serve."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, out, _ = built
+    folder = tmp_path / "deployment"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    runner = CliRunner()
+    assert runner.invoke(app, ["init", "--model", str(out / "vlm")]).exit_code == 0
+    made = runner.invoke(
+        app,
+        ["world", "request", "--world", str(out), "--forget-class", "tent", "--domains", "photo",
+         "--n", "4", "--out", "tent"],
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    doc = json.loads((folder / "tent" / "request.json").read_text())
+    doc["params"] = {"steps": 10}  # the default method (refuser), briefly
+    (folder / "tent" / "request.json").write_text(json.dumps(doc))
+    assert runner.invoke(app, ["submit", "tent"]).exit_code == 0
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UNLEARND_")}
+    env.update(UNLEARND_DAEMON__STABLE_CHECKS="1", UNLEARND_DAEMON__RESCAN_INTERVAL_S="0.3",
+               OMP_NUM_THREADS="1")  # fmt: skip
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "unlearnd.cli.main", "serve"],
+        cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            listed = json.loads(runner.invoke(app, ["requests", "--json"]).stdout or "[]")
+            if listed and listed[0]["state"] in ("committed", "gated", "failed"):
+                break
+            time.sleep(1)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(60)
+    assert listed[0]["state"] in ("committed", "gated"), listed  # processed, whatever the gate
+    versions = json.loads(runner.invoke(app, ["versions", "--json"]).stdout)
+    assert len(versions) == 2
