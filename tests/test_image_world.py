@@ -237,3 +237,18 @@ def test_a_newcomer_builds_inits_serves_and_submits(built, tmp_path, monkeypatch
     assert listed[0]["state"] in ("committed", "gated"), listed  # processed, whatever the gate
     versions = json.loads(runner.invoke(app, ["versions", "--json"]).stdout)
     assert len(versions) == 2
+
+
+def test_world_request_names_what_is_wrong(built, tmp_path):
+    _, out, _ = built
+    runner = CliRunner()
+    unknown = runner.invoke(app, ["world", "request", "--world", str(out), "--forget-class",
+                                  "giraffe", "--out", str(tmp_path / "b")])  # fmt: skip
+    assert unknown.exit_code == 1 and "unknown class" in unknown.output
+    assert not (tmp_path / "b").exists()
+    both = runner.invoke(app, ["world", "request", "--world", str(out), "--out",
+                               str(tmp_path / "b")])  # fmt: skip
+    assert both.exit_code == 2 and "one of --forget-class or --forget-domain" in both.output
+    missing = runner.invoke(app, ["world", "request", "--world", str(tmp_path), "--forget-domain",
+                                  "sketch", "--out", str(tmp_path / "b")])  # fmt: skip
+    assert missing.exit_code == 1 and "image_world.json" in missing.output

@@ -36,7 +36,7 @@ from unlearnd.models.tokenizer import build_word_tokenizer
 from unlearnd.world import clip_train
 from unlearnd.world.clip_world import TEMPLATE
 from unlearnd.world.image_tree import ImageTree, open_images, word
-from unlearnd.world.train import _step, lr_factor
+from unlearnd.world.train import lr_factor, optimizer_step
 
 Progress = Callable[[str, int, int], None]
 FORMAT = 1
@@ -231,7 +231,9 @@ def train_vlm(clip, tree, pixels, labels, config: ImageWorldConfig, seed, progre
         logits, targets, mask = vlm.answer_view(batch)
         logp = torch.log_softmax(logits, -1).gather(-1, targets[..., None]).squeeze(-1)
         loss = -(logp * mask).sum() / mask.sum()
-        _step(opt, loss, [v.lr_language, v.lr_vision], lr_factor(step, v.steps, v.warmup_fraction))
+        optimizer_step(
+            opt, loss, [v.lr_language, v.lr_vision], lr_factor(step, v.steps, v.warmup_fraction)
+        )
         if progress and (step % 10 == 0 or step == v.steps - 1):
             progress("train", step + 1, v.steps)
     vlm.model.eval()

@@ -184,7 +184,7 @@ def train_world_vlm(
         refs = sampler.portrait_refs(config.batch_images * 2 - n_scenes * 2)
         refs += [("scene", sampler.rng.choice(sampler.scene_indices)) for _ in range(n_scenes * 2)]
         loss = heads.loss(world, refs, vision.patches(refs))
-        _step(
+        optimizer_step(
             opt,
             loss,
             [config.lr_vision_first],
@@ -211,7 +211,9 @@ def train_world_vlm(
         loss = loss + fam.answer_loss([world.sample(it) for it in text_items])
         refs = [it.image for it in image_items]
         loss = loss + config.aux_weight * heads.loss(world, refs, vision.patches(refs))
-        _step(opt, loss, peaks, lr_factor(step, config.joint_steps, config.warmup_fraction))
+        optimizer_step(
+            opt, loss, peaks, lr_factor(step, config.joint_steps, config.warmup_fraction)
+        )
         if progress:
             progress("whole model", step + 1, config.joint_steps)
         if monitor and (step + 1) % monitor_every == 0 and step + 1 < config.joint_steps:
@@ -238,13 +240,13 @@ def train_briefly(
         text_items = [sampler.textual(0.2) for _ in range(batch // 2)]
         loss = fam.answer_loss([world.sample(it) for it in image_items])
         loss = loss + fam.answer_loss([world.sample(it) for it in text_items])
-        _step(opt, loss, [lr], lr_factor(step, steps, 0.1))
+        optimizer_step(opt, loss, [lr], lr_factor(step, steps, 0.1))
         losses.append(loss.item())
     fam.model.eval()
     return losses
 
 
-def _step(
+def optimizer_step(
     opt: torch.optim.Optimizer, loss: torch.Tensor, peaks: list[float], factor: float
 ) -> None:
     for group, peak in zip(opt.param_groups, peaks, strict=True):
