@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import typing
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -85,12 +86,12 @@ def _choices(annotation: Any) -> str:
     return ""
 
 
-def _commented(model: type[BaseModel], prefix: str) -> list[str]:
+def _commented(model: type[BaseModel], prefix: str, written: Iterable[str] = ()) -> list[str]:
     """`# key = default  # note` for every field of a section that init does not write."""
     lines = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
-        if key in WRITTEN or isinstance(field.default, BaseModel):
+        if key in WRITTEN or name in written or isinstance(field.default, BaseModel):
             continue
         note = NOTES.get(key) or _choices(field.annotation)
         line = f"# {name} = {_toml_value(field.default)}"
@@ -108,8 +109,24 @@ def world_pools(model: Path, family: str) -> dict[str, Path]:
     return {k: folder / n for k, n in names.items() if (folder / n).is_file()}
 
 
-def render_config(model_dir: Path, family: str, workdir: str, pools: dict[str, Path]) -> str:
-    """The text of the config file: the model and work dir set, the rest as comments."""
+def world_routing(model: Path, family: str) -> dict[str, str]:
+    """The routing keys an image world's VLM is served with (world/image_world.py ROUTING)."""
+    from unlearnd.world.image_world import ROUTING
+
+    is_world = (model.resolve().parent / "image_world.json").is_file()
+    return dict(ROUTING) if is_world and family != "clip" else {}
+
+
+def render_config(
+    model_dir: Path,
+    family: str,
+    workdir: str,
+    pools: dict[str, Path],
+    routing: dict[str, str] | None = None,
+) -> str:
+    """The text of the config file: the model, work dir and `routing` keys set, the rest as
+    comments."""
+    routing = routing or {}
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [
         f"# unlearnd configuration, written by `unlearnd init` on {stamp}.",
@@ -136,6 +153,12 @@ def render_config(model_dir: Path, family: str, workdir: str, pools: dict[str, P
     ]
     for name, field in Settings.model_fields.items():
         if name == "model" or not isinstance(field.default, BaseModel):
+            continue
+        if name == "routing" and routing:
+            out += ["", "[routing]", "# Set for an image world's VLM: route on what the model is "
+                    "about to say (README, Real photographs)."]  # fmt: skip
+            out += [f"{k} = {_toml_value(v)}" for k, v in routing.items()]
+            out += _commented(field.annotation, "routing.", routing)
             continue
         out += ["", f"# [{name}]", *_commented(field.annotation, f"{name}.")]
     return "\n".join(out) + "\n"
@@ -197,7 +220,7 @@ def init(
     # A relative workdir is resolved against the file's folder by load_settings, which is
     # the folder the user runs commands in: keep it relative so the folder can move.
     chosen_workdir = workdir or str(Settings.model_fields["workdir"].default)
-    text = render_config(model_dir, family, chosen_workdir, pools)
+    text = render_config(model_dir, family, chosen_workdir, pools, world_routing(model, family))
 
     # Check the file loads before it replaces anything (environment ignored: only the file).
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")

@@ -65,11 +65,17 @@ def build(
     columns = (TextColumn("{task.description}"), BarColumn(), percent, TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=as_json) as bar:
         tasks: dict[str, int] = {}
+        logged: dict[str, int] = {}  # stage -> last tenth written, when stderr is no terminal
 
         def progress(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
+            # A log file or a pipe shows no bar: a plain line every tenth of a stage instead.
+            tenth = 10 * done // max(total, 1)
+            if not err_console.is_terminal and tenth > logged.get(stage, -1):
+                logged[stage] = tenth
+                err_console.print(f"{stage}: {done}/{total}", highlight=False)
 
         try:
             if images:

@@ -75,6 +75,10 @@ class RoutingSettings(_Section):
     gate: Literal["continuous", "hard"] = "continuous"
     hard_threshold: float = Field(0.5, ge=0, le=1)
     prototypes: int = Field(4, ge=1)
+    # What an image's concept vector is (routing/concepts.py): the pooled vision-tower
+    # features, or the language model's state where its answer starts (object classes drawn
+    # in many styles: bench/pacs.py). Changing it needs a deployment without routed requests.
+    visual_vector: Literal["vision_tower", "answer_distribution"] = "vision_tower"
 
 
 class GateSettings(_Section):

@@ -103,12 +103,16 @@ class Deployment:
 
     def centers(self, fam: ModelFamily):
         """The routing background: concept vectors of the retain and general pools' mean,
-        which every concept and query vector is centred on (routing/concepts.py)."""
+        which every concept and query vector is centred on (answer distributions: the retain
+        pool's alone, when there is one; routing/concepts.py)."""
         from unlearnd.routing.concepts import Centers
 
-        background = self.retain_pool("eval") + self.general_pool()
+        retain = self.retain_pool("eval")
+        background = retain + self.general_pool()
         if not background:
             raise DeploymentError(
                 "routing needs a retain or general pool (model.retain_pool / general_pool)"
             )
-        return Centers.from_samples(fam, background)
+        kind = self.settings.routing.visual_vector
+        answers = retain if kind == "answer_distribution" and retain else None
+        return Centers.from_samples(fam, background, kind, answers)

@@ -62,7 +62,8 @@ def run_refuser(
     tasks = load_tasks(manifest, store.artifacts)
     target = item.request.target
     texts = [f"{target.name} . {target.description}".strip(" .")]
-    visual, textual = decompose(fam, forget, texts, k=r.prototypes, seed=params.seed)
+    kind = centers.visual_vector
+    visual, textual = decompose(fam, forget, texts, r.prototypes, params.seed, kind)
     decision = decide(
         item.request_id,
         (visual, textual),
@@ -85,7 +86,7 @@ def run_refuser(
 
     expert_sha = store.artifacts.put_tensors(result.tensors, artifact_metadata(result, method.name))
     seq = 1 + max((t.seq for t in tasks), default=0)
-    task = Task(item.request_id, decision.expert_id, target.name, visual, textual, seq)
+    task = Task(item.request_id, decision.expert_id, target.name, visual, textual, seq, kind)
     concepts_sha = store.artifacts.put_tensors(task.tensors(), task.metadata())
     experts[decision.expert_id] = expert_sha
     new_manifest = {

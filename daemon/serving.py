@@ -19,6 +19,7 @@ from PIL import Image
 from unlearnd.methods import lora
 from unlearnd.methods.apply import apply_artifact
 from unlearnd.models import ModelFamily, Sample
+from unlearnd.routing.concepts import visual_vectors
 from unlearnd.routing.gate import Gate, GateSettings
 from unlearnd.routing.tasks import load_tasks
 
@@ -68,11 +69,13 @@ class RoutedModel:
     def routes(self, samples: list[Sample]) -> list[dict[str, float]]:
         if self.gate is None or not samples:
             return [{} for _ in samples]
+        self.switch({})  # concept vectors are taken with every expert off (answer states move)
         text = self.fam.text_embedding([s.question for s in samples]).numpy()
         with_image = [i for i, s in enumerate(samples) if s.image is not None]
         visual = None
         if with_image:
-            feats = self.fam.vision_features([samples[i].image for i in with_image]).numpy()
+            kind = self.gate.centers.visual_vector
+            feats = visual_vectors(self.fam, [samples[i] for i in with_image], kind).numpy()
             visual = np.full((len(samples), feats.shape[1]), np.nan, np.float32)
             visual[with_image] = feats
         return self.gate.route(visual, text)

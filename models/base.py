@@ -54,6 +54,11 @@ class ModelFamily(ABC):
     def text_embedding(self, texts: list[str]) -> torch.Tensor:
         """One vector per string, shape [B, D_text], float32 on CPU."""
 
+    def answer_distribution(self, batch: list[Sample]) -> torch.Tensor:
+        """What the model is about to say: its probabilities for the answer's first token,
+        per sample (image and question): [B, vocabulary], float32 on CPU."""
+        raise UnsupportedOperation(f"a {self.family} model has no answer to read a state from")
+
     # --- training signals used by methods -----------------------------------------------
     @abstractmethod
     def answer_logprobs(self, batch: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -211,6 +211,12 @@ class GenerativeFamily(ModelFamily):
         return torch.stack(rows).cpu()
 
     @torch.no_grad()
+    def answer_distribution(self, batch: list[Sample]) -> torch.Tensor:
+        # Left-padded, so every row's last prompt position is the last column.
+        enc = self.encode(batch, with_answer=False, left_pad=True)
+        return self._forward(enc).logits[:, -1].float().softmax(-1).cpu()
+
+    @torch.no_grad()
     def text_embedding(self, texts: list[str]) -> torch.Tensor:
         """Mean of the language model's last hidden states over the text's tokens."""
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)

@@ -1,14 +1,25 @@
 """Concept decomposition: what a request is about, as a few vectors per modality.
 
-Each forget sample gives a visual concept vector (the pooled vision-tower features its image
-produces, which a projector delta does not move) and a textual one (the language model's
+Each forget sample gives a visual concept vector and a textual one (the language model's
 mean hidden state over its instruction); the request's target name and description add
 textual vectors of their own. A request keeps a few prototypes per modality (FAISS k-means).
 
+The visual vector is, by `routing.visual_vector`:
+- "vision_tower" (default): the pooled vision-tower features of the image, which a projector
+  delta does not move. Right where an image's look is the concept (a person's face).
+- "answer_distribution": the model's probabilities for the first token of its answer, given
+  the image and the question: what it is about to say. Right where the concept is an object
+  class shown in many styles: measured on PACS, pooled tower features group pictures by style
+  more than by object. Only the forget samples the model still answers (their answer's first
+  token is its top choice) make prototypes: a giraffe it calls a horse says "horse", and
+  would route every horse. A CLIP model has no answer; it always uses its image embedding.
+
 Vectors are stored raw; comparisons centre them on the deployment's background (the mean
-over its retain and general pools) and normalise. Measured on the world model: raw pooled
-features of any two portraits are nearly parallel, while centred ones give 0.94 for two
-pictures of one person and 0.0 on average for two people.
+over its retain and general pools; answer distributions over the retain pool alone, when
+there is one: style answers in the mean would make every class answer look alike) and
+normalise. Measured on the world model: raw pooled features of any two portraits are nearly
+parallel, while centred ones give 0.94 for two pictures of one person and 0.0 on average for
+two people.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import torch
 from unlearnd.models.base import ModelFamily, Sample
 
 BATCH = 32
+VISUAL_VECTORS = ("vision_tower", "answer_distribution")
 
 
 @dataclass(frozen=True)
@@ -31,13 +43,23 @@ class Centers:
 
     visual: np.ndarray
     textual: np.ndarray
+    visual_vector: str = "vision_tower"  # what `visual` is a mean of (VISUAL_VECTORS)
 
     @classmethod
-    def from_samples(cls, fam: ModelFamily, samples: Sequence[Sample]) -> Centers:
-        visual, textual = embed(fam, samples)
+    def from_samples(
+        cls,
+        fam: ModelFamily,
+        samples: Sequence[Sample],
+        visual_vector: str = "vision_tower",
+        visual_samples: Sequence[Sample] | None = None,
+    ) -> Centers:
+        """Means of `samples`' vectors (the visual one over `visual_samples` when given)."""
+        visual, textual = embed(fam, samples, visual_vector)
+        if visual_samples is not None:
+            visual, _ = embed(fam, visual_samples, visual_vector)
         if not len(visual) or not len(textual):
             raise ValueError("the background needs samples with images and questions")
-        return cls(visual.mean(0), textual.mean(0))
+        return cls(visual.mean(0), textual.mean(0), visual_vector)
 
     def unit(self, x: np.ndarray, modality: str) -> np.ndarray:
         """Rows centred on the background and scaled to unit length."""
@@ -51,12 +73,25 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def embed(fam: ModelFamily, samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
+def visual_vectors(fam: ModelFamily, samples: Sequence[Sample], kind: str) -> torch.Tensor:
+    """The visual concept vector of each sample (each has an image), by `kind`."""
+    if kind not in VISUAL_VECTORS:
+        raise ValueError(f"visual vector must be one of {VISUAL_VECTORS}, not {kind!r}")
+    if kind == "answer_distribution" and fam.generates_text:
+        return fam.answer_distribution(list(samples))
+    return fam.vision_features([s.image for s in samples])
+
+
+@torch.no_grad()
+def embed(
+    fam: ModelFamily, samples: Sequence[Sample], visual_vector: str = "vision_tower"
+) -> tuple[np.ndarray, np.ndarray]:
     """(visual [n_images, dv], textual [n, dt]): raw vectors of the samples' images and
     instructions (samples without an image add no visual vector)."""
-    images = [s.image for s in samples if s.image is not None]
+    seen = [s for s in samples if s.image is not None]
     texts = [s.question for s in samples]
-    visual = [fam.vision_features(images[i : i + BATCH]) for i in range(0, len(images), BATCH)]
+    visual = [visual_vectors(fam, seen[i : i + BATCH], visual_vector)
+              for i in range(0, len(seen), BATCH)]  # fmt: skip
     textual = [fam.text_embedding(texts[i : i + BATCH]) for i in range(0, len(texts), BATCH)]
     return _stack(visual), _stack(textual)
 
@@ -80,17 +115,30 @@ def prototypes(x: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     return km.centroids.astype(np.float32)
 
 
+@torch.no_grad()
+def still_said(fam: ModelFamily, samples: Sequence[Sample], dist: np.ndarray) -> np.ndarray:
+    """Per sample: is its answer's first token the model's top choice (`dist`: the samples'
+    answer distributions)?"""
+    first = np.concatenate([fam.answer_logprobs(list(samples[i : i + BATCH]))[0][:, 0].numpy()
+                            for i in range(0, len(samples), BATCH)])  # fmt: skip
+    return first >= np.log(dist.max(1)) - 1e-4
+
+
 def decompose(
     fam: ModelFamily,
     samples: Sequence[Sample],
     target_texts: Sequence[str] = (),
     k: int = 4,
     seed: int = 0,
+    visual_vector: str = "vision_tower",
 ) -> tuple[np.ndarray, np.ndarray]:
     """(visual prototypes, textual prototypes) of a request, raw. Textual prototypes are
     taken per distinct instruction up to 4k, so each kind of question keeps its own vector;
     the target's texts are added as they are."""
-    visual, textual = embed(fam, samples)
+    visual, textual = embed(fam, samples, visual_vector)
+    if visual_vector == "answer_distribution" and fam.generates_text and len(visual):
+        said = still_said(fam, [s for s in samples if s.image is not None], visual)
+        visual = visual[said] if said.any() else visual  # none said: the request as given
     extra = _stack([fam.text_embedding(list(target_texts))]) if target_texts else textual[:0]
     textual = prototypes(textual, 4 * k, seed)
     if len(extra):

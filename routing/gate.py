@@ -35,6 +35,13 @@ class Gate:
         if settings.mode not in ("continuous", "hard"):
             raise ValueError(f"gate mode must be continuous or hard, not {settings.mode!r}")
         self.tasks, self.centers, self.settings = tasks, centers, settings
+        for task in tasks:
+            if task.visual_vector != centers.visual_vector:
+                raise ValueError(
+                    f"request {task.request_id} was routed on {task.visual_vector} vectors but "
+                    f"the deployment now routes on {centers.visual_vector}: set "
+                    f"routing.visual_vector back, or revert the request and submit it again"
+                )
         self.indexes: dict[str, tuple[ConceptIndex, np.ndarray]] = {}
         for modality in ("visual", "textual"):
             rows = [(i, v) for i, t in enumerate(tasks) for v in getattr(t, modality)]

@@ -24,6 +24,7 @@ class Task:
     visual: np.ndarray  # [kv, dv] raw prototypes (kv may be 0: a text-only request)
     textual: np.ndarray  # [kt, dt]
     seq: int = 0  # 1 + the number of requests routed before it on this chain: oldest first
+    visual_vector: str = "vision_tower"  # what `visual` holds (routing/concepts.py)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"visual": torch.from_numpy(self.visual.copy()),
@@ -31,7 +32,8 @@ class Task:
 
     def metadata(self) -> dict[str, str]:
         return {"kind": "concepts", "request": self.request_id, "expert": self.expert_id,
-                "label": self.label, "seq": str(self.seq)}  # fmt: skip
+                "label": self.label, "seq": str(self.seq),
+                "visual_vector": self.visual_vector}  # fmt: skip
 
     @classmethod
     def from_artifact(cls, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Task:
@@ -44,6 +46,7 @@ class Task:
             tensors["visual"].float().numpy(),
             tensors["textual"].float().numpy(),
             int(metadata.get("seq", "0")),
+            metadata.get("visual_vector", "vision_tower"),
         )
 
 

@@ -16,6 +16,7 @@ from unlearnd.daemon.schema import parse_request
 from unlearnd.models import load
 from unlearnd.world import image_world
 from unlearnd.world.image_requests import (
+    REFUSER_IMAGE_PARAMS,
     load_image_world,
     names_a_class,
     write_concept_bundle,
@@ -35,6 +36,8 @@ def built(tmp_path_factory):
          "--threads", "1", "--json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    # No terminal here: progress comes as plain lines, each stage to its end.
+    assert "clip: 30/30" in result.stderr and "vlm: 30/30" in result.stderr, result.stderr
     return tree, out, json.loads(result.stdout)
 
 
@@ -113,6 +116,10 @@ def test_request_bundles_are_valid_requests(built, tmp_path):
     doc = parse_request(json.loads((concept / "request.json").read_text()))
     assert doc.kind == "concept" and doc.method == "ga" and len(doc.forget) == 5
     assert all((concept / s.image).is_file() and s.answer == "tent" for s in doc.forget)
+    assert doc.params == {}  # GA's own defaults: the refuser's params are not carried over
+    refuser = write_concept_bundle(world, "tent", ["photo"], tmp_path / "r", n=2)
+    doc = parse_request(json.loads((refuser / "request.json").read_text()))
+    assert doc.method == "refuser" and doc.params == REFUSER_IMAGE_PARAMS
     domain = write_domain_bundle(world, "sketch", tmp_path / "d", per_class=2)
     doc = parse_request(json.loads((domain / "request.json").read_text()))
     assert doc.kind == "domain" and {s.question for s in doc.forget} == {"sketch"}
@@ -178,9 +185,9 @@ def test_init_on_the_built_models_finds_their_pools(built, tmp_path, monkeypatch
     from unlearnd.config import load_settings
 
     _, out, _ = built
-    for model, pools in (
-        ("vlm", {"retain.jsonl", "general.jsonl"}),
-        ("clip", {"clip_retain.jsonl"}),
+    for model, pools, visual_vector in (
+        ("vlm", {"retain.jsonl", "general.jsonl"}, "answer_distribution"),  # a class in many styles
+        ("clip", {"clip_retain.jsonl"}, "vision_tower"),
     ):
         folder = tmp_path / model
         folder.mkdir()
@@ -190,6 +197,7 @@ def test_init_on_the_built_models_finds_their_pools(built, tmp_path, monkeypatch
         settings = load_settings(folder / "unlearnd.toml", environ={})
         named = {settings.model.retain_pool, settings.model.general_pool} - {""}
         assert {p.rsplit("/", 1)[-1] for p in named} == pools
+        assert settings.routing.visual_vector == visual_vector
 
 
 def test_a_newcomer_builds_inits_serves_and_submits(built, tmp_path, monkeypatch):

@@ -63,6 +63,25 @@ def test_vision_features_do_not_depend_on_the_projector(saved):
         assert torch.allclose(before, moved)
 
 
+def test_answer_distribution_is_the_first_answer_tokens(gen):
+    # Routing on "answer_distribution" reads what the model is about to say: the probabilities
+    # of the answer's first token, one row per sample, batch-independent.
+    with_images = [BATCH[0], BATCH[2]]
+    dist = gen.answer_distribution(with_images)
+    assert dist.shape == (2, gen.model.config.text_config.vocab_size)
+    assert torch.allclose(dist.sum(-1), torch.ones(2), atol=1e-5)
+    logits, _ = gen.answer_logits(with_images)
+    assert torch.allclose(dist, logits[:, 0].softmax(-1).cpu(), atol=1e-5)
+    assert torch.allclose(gen.answer_distribution([BATCH[2]])[0], dist[1], atol=1e-5)
+    asked_else = gen.answer_distribution([Sample("what is this ?", "", GREEN)])[0]
+    assert not torch.allclose(asked_else, dist[1], atol=1e-4)  # the question counts
+
+
+def test_clip_has_no_answer_distribution():
+    with pytest.raises(UnsupportedOperation):
+        tiny("clip", seed=1).answer_distribution([BATCH[0]])
+
+
 def test_answer_mask_covers_exactly_the_answer_tokens(gen):
     logp, mask = gen.answer_logprobs(BATCH)
     tok = gen.tokenizer

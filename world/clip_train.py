@@ -68,21 +68,22 @@ def caption_bank(
     return texts, np.array(cls), np.array(dom)
 
 
-def augment(pixels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random shift, zoom, tilt, mirror, channel order and contrast per image.
+def augment(pixels: torch.Tensor, gen: torch.Generator, colours: bool = True) -> torch.Tensor:
+    """Random shift, zoom, tilt, mirror and (`colours`) channel order and contrast per image.
 
     A tiny ViT memorises a few thousand images; these cheap tensor transforms stand in for
     the many more images there is no time to draw (measured: unseen accuracy about 45%
     without them against over 90% on the training images).
     """
-    n = pixels.shape[0]
+    n, dev = pixels.shape[0], pixels.device
 
+    # Drawn from `gen` on the CPU, applied where the pixels are: the same images on any device.
     def uniform(lo: float, hi: float) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(n, generator=gen)
+        return (lo + (hi - lo) * torch.rand(n, generator=gen)).to(dev)
 
     angle = uniform(-0.15, 0.15)
     scale = uniform(0.9, 1.1)
-    mirror = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    mirror = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0).to(dev)
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
     theta = torch.stack([
         torch.stack([cos * mirror, -sin, uniform(-0.15, 0.15)], 1),
@@ -90,7 +91,9 @@ def augment(pixels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     ], 1)  # fmt: skip
     grid = nn.functional.affine_grid(theta, list(pixels.shape), align_corners=False)
     out = nn.functional.grid_sample(pixels, grid, padding_mode="border", align_corners=False)
-    order = torch.argsort(torch.rand(n, 3, generator=gen), dim=1)  # colours are not the class
+    if not colours:  # the palette is part of a style: keep it when style is to be learnt
+        return out
+    order = torch.argsort(torch.rand(n, 3, generator=gen), dim=1).to(dev)  # colours: no class
     out = torch.gather(out, 1, order[:, :, None, None].expand_as(out))
     return out * uniform(0.8, 1.2)[:, None, None, None] + uniform(-0.2, 0.2)[:, None, None, None]
 
@@ -168,9 +171,13 @@ def fit_clip(
     n_images = len(img_cls)
     tokens = fam._tokens(texts)
 
-    # Caption choices per image: its domain's templates, or (plain_share) a plain one.
-    pairs = set(zip(cap_cls.tolist(), cap_dom.tolist(), strict=True))
-    by_pair = {(c, d): np.flatnonzero((cap_cls == c) & (cap_dom == d)) for c, d in pairs}
+    # Caption choices per image: its domain's templates, or (plain_share) a plain one. A
+    # table [class, domain + 1 (0: names none), k] of caption ids, so a batch draws at once.
+    counts = np.zeros((cap_cls.max() + 1, cap_dom.max() + 2), np.int64)
+    table = np.zeros((*counts.shape, len(texts)), np.int64)
+    for j, (c, d) in enumerate(zip(cap_cls, cap_dom + 1, strict=True)):
+        table[c, d, counts[c, d]] = j
+        counts[c, d] += 1
 
     model = fam.model.train()
     torch.manual_seed(config.seed)
@@ -188,12 +195,10 @@ def fit_clip(
     for step in range(config.steps):
         idx = rng.integers(0, n_images, config.batch_size)
         plain = rng.random(config.batch_size) < config.plain_share
-        chosen = np.array([
-            rng.choice(by_pair[(int(img_cls[i]), -1 if p else int(img_dom[i]))])
-            for i, p in zip(idx, plain, strict=True)
-        ])  # fmt: skip
+        row, col = img_cls[idx], np.where(plain, 0, img_dom[idx] + 1)
+        chosen = table[row, col, (rng.random(len(idx)) * counts[row, col]).astype(np.int64)]
         caps = np.unique(chosen)
-        batch = augment(pixels[idx], gen).to(fam.device)  # augmented on the CPU: its generator
+        batch = augment(pixels[torch.from_numpy(idx).to(pixels.device)], gen).to(fam.device)
         img = _features(model.get_image_features(pixel_values=batch))
         txt = _features(
             model.get_text_features(
