@@ -109,7 +109,7 @@ def world_pools(model: Path, family: str) -> dict[str, Path]:
     return {k: folder / n for k, n in names.items() if (folder / n).is_file()}
 
 
-def world_routing(model: Path, family: str) -> dict[str, str]:
+def world_routing(model: Path, family: str) -> dict[str, Any]:
     """The routing keys an image world's VLM is served with (world/image_world.py ROUTING)."""
     from unlearnd.world.image_world import ROUTING
 
@@ -122,7 +122,7 @@ def render_config(
     family: str,
     workdir: str,
     pools: dict[str, Path],
-    routing: dict[str, str] | None = None,
+    routing: dict[str, Any] | None = None,
 ) -> str:
     """The text of the config file: the model, work dir and `routing` keys set, the rest as
     comments."""

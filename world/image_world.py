@@ -63,7 +63,7 @@ ROUTING = {"visual_vector": "answer_distribution", "relevance_b": 0.6}
 
 @dataclass(frozen=True)
 class VLMConfig:
-    steps: int = 1500
+    steps: int = 2000
     batch_size: int = 64
     lr_language: float = 2e-3  # language model and projector
     lr_vision: float = 4e-4  # the CLIP-initialised tower: fine-tuned, not relearnt
