@@ -149,7 +149,7 @@ def routing(args) -> dict:
             "gate": args.gate}  # fmt: skip
 
 
-def gate_scan(world: ImageWorld, probe: Probe, args, base) -> dict:
+def gate_scan(world: ImageWorld, probe: Probe, args, base, work: Path) -> dict:
     """Before any training: the share of unseen pictures the request's gate would switch its
     expert on for, per visual vector and relevance_b (forgotten class per domain, among the
     pictures the original model named correctly; other classes, any style)."""
@@ -163,7 +163,7 @@ def gate_scan(world: ImageWorld, probe: Probe, args, base) -> dict:
     gone = [i.label == args.forget for i in probe.items]
     rows: dict = {}
     for kind in VISUAL_VECTORS:
-        settings = deployment_settings(world, Path(tempfile.mkdtemp()), args.device,
+        settings = deployment_settings(world, work / f"gate-{kind}", args.device,
                                        {"visual_vector": kind})  # fmt: skip
         r = settings.routing
         centers = Deployment(settings).centers(base)
@@ -377,7 +377,7 @@ def main() -> None:
         base = load(world.vlm_dir, device=device)
         probe = Probe(world, base)
         if "gate" in parts:
-            out["gate"] = gate_scan(world, probe, args, base)
+            out["gate"] = gate_scan(world, probe, args, base, work)
         if "concept" in parts:
             out["concept"] = concept(world, probe, args, work)
         if "sequence" in parts:

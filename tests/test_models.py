@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -248,3 +249,29 @@ def test_chat_template_of_the_folder_is_used_and_kept(family, tmp_path):
     again = load(tmp_path)
     assert again.prompt_text(sample) == want
     assert torch.equal(again.answer_logits([sample])[0], fam.answer_logits([sample])[0])
+
+
+def test_answer_prototypes_keep_only_samples_the_model_still_answers(gen):
+    from unlearnd.routing.concepts import decompose, visual_vectors
+
+    dist = gen.answer_distribution([BATCH[0], BATCH[2]])
+    top = gen.tokenizer.convert_ids_to_tokens(dist.argmax(-1).tolist())
+    said = Sample(BATCH[0].question, top[0], RED)  # the model's own first answer token
+    wrong = [w for w in DEFAULT_WORDS if w not in top][0]
+    other = Sample(BATCH[2].question, wrong, GREEN)  # an answer it does not give
+    visual, _ = decompose(gen, [said, other], visual_vector="answer_distribution")
+    assert np.allclose(visual, dist[:1].numpy(), atol=1e-5)  # only the answered one
+    # Nothing answered: the request keeps every sample rather than none.
+    visual, _ = decompose(gen, [other], visual_vector="answer_distribution")
+    assert np.allclose(visual, dist[1:].numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="visual vector must be one of"):
+        visual_vectors(gen, [said], "pixels")
+
+
+def test_a_clip_model_routes_on_its_image_embedding_whatever_the_key():
+    from unlearnd.routing.concepts import visual_vectors
+
+    clip = tiny("clip", seed=1)
+    samples = [Sample("", "", RED), Sample("", "", GREEN)]
+    expected = clip.vision_features([RED, GREEN])
+    assert torch.equal(visual_vectors(clip, samples, "answer_distribution"), expected)
