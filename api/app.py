@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from unlearnd import __version__
-from unlearnd.api import errors, metrics, routes_model, routes_registry, routes_requests
+from unlearnd.api import errors, prometheus, routes_model, routes_registry, routes_requests
 from unlearnd.api.state import ApiState
 from unlearnd.config import Settings
 
@@ -38,8 +38,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="unlearnd", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.api = api
-    app.state.metrics = metrics.build_registry(api)
+    app.state.metrics = prometheus.build_registry(api)
     errors.install(app)
-    for module in (routes_requests, routes_registry, routes_model, metrics):
+    for module in (routes_requests, routes_registry, routes_model, prometheus):
         app.include_router(module.router)
     return app

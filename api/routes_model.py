@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -16,6 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from unlearnd.api.errors import ApiError
 from unlearnd.api.schemas import ClassifyBody, GenerateBody
 from unlearnd.api.state import state, store
+from unlearnd.registry import RegistryStore
 
 router = APIRouter(tags=["model"])
 
@@ -24,26 +24,24 @@ def _image(encoded: str | None, limits) -> Any:
     """A PIL image from base64 bytes, checked like a request's images (size, pixels, decode)."""
     if encoded is None:
         return None
-    from PIL import Image
-
-    from unlearnd.daemon.validate import verify_image
+    from unlearnd.serving.images import ImageRejected, decode_image
 
     try:
         data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise ApiError(422, "image: not valid base64") from None
-    problem = verify_image(data, limits)
-    if problem is not None:
-        raise ApiError(422, f"image: {problem}")
-    return Image.open(io.BytesIO(data)).convert("RGB")
+    try:
+        return decode_image(data, limits)
+    except ImageRejected as e:
+        raise ApiError(422, f"image: {e}") from None
 
 
 def _served(request: Request, st, version: int | None):
     chosen = version if version is not None else st.get_alias("live")
     if chosen is None and version is None:
         raise ApiError(409, "the alias 'live' is not set yet: no version to answer with")
-    from unlearnd.daemon.deployment import DeploymentError
     from unlearnd.models import ModelLoadError
+    from unlearnd.serving import DeploymentError
 
     try:
         return chosen, state(request).models.get(st, chosen)
@@ -52,7 +50,9 @@ def _served(request: Request, st, version: int | None):
 
 
 @router.post("/generate", summary="Answer a question (about an image) through the gate")
-def generate(body: GenerateBody, request: Request, st=Depends(store)) -> dict[str, Any]:
+def generate(
+    body: GenerateBody, request: Request, st: RegistryStore = Depends(store)
+) -> dict[str, Any]:
     from unlearnd.models import UnsupportedOperation
 
     image = _image(body.image, state(request).settings.limits)
@@ -66,18 +66,19 @@ def generate(body: GenerateBody, request: Request, st=Depends(store)) -> dict[st
 
 
 @router.post("/classify", summary="Zero-shot class probabilities (CLIP deployments only)")
-def classify(body: ClassifyBody, request: Request, st=Depends(store)) -> dict[str, Any]:
+def classify(
+    body: ClassifyBody, request: Request, st: RegistryStore = Depends(store)
+) -> dict[str, Any]:
+    from unlearnd.models import UnsupportedOperation
+
     image = _image(body.image, state(request).settings.limits)
     chosen, (served, lock) = _served(request, st, body.version)
-    fam = served.fam
-    if fam.family != "clip":
-        raise ApiError(
-            400,
-            f"classify needs a CLIP deployment; this one serves a {fam.family} model "
-            "(use /generate)",
-        )
+    try:
+        served.check_classifies()
+    except UnsupportedOperation as e:
+        raise ApiError(400, f"{e} (use /generate)") from None
     with lock:
-        (probs,) = fam.classify([image], body.labels, template=body.template).tolist()
+        (probs,) = served.classify([image], body.labels, template=body.template).tolist()
     best = max(range(len(probs)), key=probs.__getitem__)
     # A list, not a mapping: the same label twice must not lose a probability.
     scored = [{"label": lbl, "p": p} for lbl, p in zip(body.labels, probs, strict=True)]

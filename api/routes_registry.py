@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from unlearnd.api.auth import WRITE
 from unlearnd.api.schemas import RevertBody, RollbackBody
 from unlearnd.api.state import store
+from unlearnd.registry import RegistryStore
 
 router = APIRouter(tags=["registry"])
 
@@ -36,7 +37,7 @@ def _aliases_by_version(st) -> dict[int, list[str]]:
 def list_versions(
     limit: int = Query(50, ge=1, le=1000),
     before: int | None = Query(None, ge=1, description="Only versions older than this id."),
-    st=Depends(store),
+    st: RegistryStore = Depends(store),
 ) -> list[dict[str, Any]]:
     aliases = _aliases_by_version(st)
     rows = st.list_versions(limit=limit, before=before)
@@ -44,13 +45,13 @@ def list_versions(
 
 
 @router.get("/versions/{version_id}", summary="One version: manifest, method, metrics, timings")
-def get_version(version_id: int, st=Depends(store)) -> dict[str, Any]:
+def get_version(version_id: int, st: RegistryStore = Depends(store)) -> dict[str, Any]:
     version = st.get_version(version_id)
     return {**as_json(version), "aliases": _aliases_by_version(st).get(version_id, [])}
 
 
 @router.get("/aliases", summary="Every alias and the version it points to")
-def list_aliases(st=Depends(store)) -> dict[str, int]:
+def list_aliases(st: RegistryStore = Depends(store)) -> dict[str, int]:
     return st.list_aliases()
 
 
@@ -58,13 +59,15 @@ def list_aliases(st=Depends(store)) -> dict[str, int]:
 def alias_history(
     alias: str,
     limit: int | None = Query(None, ge=1, description="Only the newest N moves."),
-    st=Depends(store),
+    st: RegistryStore = Depends(store),
 ) -> list[dict[str, Any]]:
     return [as_json(e) for e in st.alias_history(alias, limit=limit)]
 
 
 @router.post("/rollback", dependencies=WRITE, summary="Point an alias at an earlier version")
-def rollback(body: RollbackBody, request: Request, st=Depends(store)) -> dict[str, Any]:
+def rollback(
+    body: RollbackBody, request: Request, st: RegistryStore = Depends(store)
+) -> dict[str, Any]:
     event = st.rollback(body.to, alias=body.alias, who=who(request, body.who), why=body.why)
     return as_json(event)
 
@@ -75,7 +78,9 @@ def rollback(body: RollbackBody, request: Request, st=Depends(store)) -> dict[st
     summary="Undo one request, keeping later deletions",
     responses={202: {"description": "Not committed: later requests must be replayed first."}},
 )
-def revert(request_id: str, body: RevertBody, request: Request, st=Depends(store)) -> Any:
+def revert(
+    request_id: str, body: RevertBody, request: Request, st: RegistryStore = Depends(store)
+) -> Any:
     # The same steps as `unlearnd revert`: commit when nothing later touched the same experts,
     # else record the replay the daemon has to do.
     caller = who(request, body.who)

@@ -20,7 +20,7 @@ from unlearnd.api.auth import WRITE
 from unlearnd.api.errors import ApiError
 from unlearnd.api.routes_registry import as_json
 from unlearnd.api.state import state, store
-from unlearnd.registry import NotFound
+from unlearnd.registry import NotFound, RegistryStore
 from unlearnd.registry.records import JOB_STATES, RequestState
 
 router = APIRouter(tags=["requests"])
@@ -56,13 +56,13 @@ def list_requests(
     state: RequestState | None = Query(None),
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
-    st=Depends(store),
+    st: RegistryStore = Depends(store),
 ) -> list[dict[str, Any]]:
     return [as_json(r) for r in st.list_requests(state=state, limit=limit, offset=offset)]
 
 
 @router.get("/requests/{request_id}", summary="One request with its jobs and versions")
-def get_request(request_id: str, st=Depends(store)) -> dict[str, Any]:
+def get_request(request_id: str, st: RegistryStore = Depends(store)) -> dict[str, Any]:
     record = as_json(st.get_request(request_id))
     jobs = [as_json(j) for j in st.list_jobs(request_id=request_id)]
     versions = [
@@ -75,7 +75,7 @@ def get_request(request_id: str, st=Depends(store)) -> dict[str, Any]:
 def list_jobs(
     state: JobState | None = Query(None),
     request_id: str | None = Query(None),
-    st=Depends(store),
+    st: RegistryStore = Depends(store),
 ) -> list[dict[str, Any]]:
     return [as_json(j) for j in st.list_jobs(state=state, request_id=request_id)]
 
@@ -86,7 +86,7 @@ def list_events(
     request_id: str | None = Query(None),
     version_id: int | None = Query(None),
     limit: int = Query(100, ge=1, le=1000),
-    st=Depends(store),
+    st: RegistryStore = Depends(store),
 ) -> list[dict[str, Any]]:
     events = st.list_events(kind=kind, request_id=request_id, version_id=version_id, limit=limit)
     return [as_json(e) for e in events]

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import Request
 
 from unlearnd.config import Settings
+from unlearnd.registry import RegistryStore
 
 # A served version is a full copy of the base model plus its adapters: keep few in memory.
 # The live one and one other (an operator comparing before / after a deletion) is the usual use.
@@ -24,11 +25,10 @@ class ModelCache:
         self._lock = threading.Lock()
         self.deployment: Any = None
 
-    def get(self, store: Any, version_id: int | None) -> tuple[Any, threading.Lock]:
+    def get(self, store: RegistryStore, version_id: int | None) -> tuple[Any, threading.Lock]:
         """The served version and the lock to hold while it runs (one query at a time)."""
         # Imported here: torch and transformers take seconds, and only model routes need them.
-        from unlearnd.daemon.deployment import Deployment
-        from unlearnd.daemon.serving import ServedVersion
+        from unlearnd.serving import Deployment, ServedVersion
 
         with self._lock:  # also serialises loads: two first queries load the model once
             if version_id in self._loaded:
@@ -49,15 +49,15 @@ class ApiState:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.models = ModelCache(settings)
-        self._store: Any = None
+        self._store: RegistryStore | None = None
         self._lock = threading.Lock()
 
-    def store(self) -> Any:
+    def store(self) -> RegistryStore:
         """Opened on first use: the API starts (and says it is not ready) while the database
         is still coming up, instead of crashing."""
         with self._lock:
             if self._store is None:
-                from unlearnd.daemon.service import open_registry
+                from unlearnd.registry import open_registry
 
                 self._store = open_registry(self.settings)
             return self._store
@@ -71,5 +71,5 @@ def state(request: Request) -> ApiState:
     return request.app.state.api
 
 
-def store(request: Request) -> Any:
+def store(request: Request) -> RegistryStore:
     return request.app.state.api.store()

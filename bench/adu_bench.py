@@ -24,8 +24,7 @@ import torch
 
 from unlearnd.evaluation.domains import mem_for_h
 from unlearnd.methods import get_method
-from unlearnd.methods.adu import as_samples
-from unlearnd.world.clip_world import load_clip_world, zero_shot_accuracy
+from unlearnd.world.clip_world import as_samples, load_clip_world, zero_shot_accuracy
 
 VARIANTS = {
     "adu": {},

@@ -26,9 +26,9 @@ from PIL import Image
 
 from unlearnd.config import Settings
 from unlearnd.daemon.intake import Intake
-from unlearnd.daemon.service import open_registry
 from unlearnd.daemon.sink import RegistrySink
 from unlearnd.daemon.validate import default_method_check
+from unlearnd.registry import open_registry
 
 
 def request(i: int, image: str | None = None) -> dict:

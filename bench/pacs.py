@@ -37,19 +37,20 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from adu_bench import VARIANTS, mean_scores  # noqa: E402
+from local_daemon import LocalDaemon  # noqa: E402
 
 from unlearnd.config import ModelSettings, Settings  # noqa: E402
-from unlearnd.daemon.deployment import Deployment  # noqa: E402
-from unlearnd.daemon.testing import LocalDaemon  # noqa: E402
 from unlearnd.evaluation.candidate import answers  # noqa: E402
 from unlearnd.evaluation.domains import mem_for_h  # noqa: E402
 from unlearnd.methods import get_method  # noqa: E402
 from unlearnd.models import Sample, load  # noqa: E402
+from unlearnd.models.clip import TEMPLATE  # noqa: E402
 from unlearnd.routing.concepts import VISUAL_VECTORS, decompose, visual_vectors  # noqa: E402
-from unlearnd.routing.gate import Gate, GateSettings  # noqa: E402
+from unlearnd.routing.switch import ExpertSwitch, SwitchSettings  # noqa: E402
 from unlearnd.routing.tasks import Task  # noqa: E402
-from unlearnd.world.clip_world import TEMPLATE  # noqa: E402
+from unlearnd.serving import Deployment  # noqa: E402
 from unlearnd.world.image_requests import (  # noqa: E402
     REFUSER_IMAGE_PARAMS,
     ImageWorld,
@@ -174,7 +175,9 @@ def gate_scan(world: ImageWorld, probe: Probe, args, base, work: Path) -> dict:
         texts = np.repeat(text, len(vectors), 0)
         rows[kind] = {}
         for b in SCAN_B:
-            gate = Gate([task], centers, GateSettings(r.relevance_a, b, r.gate, r.hard_threshold))
+            gate = ExpertSwitch(
+                [task], centers, SwitchSettings(r.relevance_a, b, r.gate, r.hard_threshold)
+            )
             fired = [bool(route) for route in gate.route(vectors, texts)]
             per_domain = {
                 d: _share([f for f, i, g, ok in zip(fired, probe.items, gone, probe.correct,

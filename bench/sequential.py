@@ -34,12 +34,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from methods_world import WORLD_PARAMS  # noqa: E402
 from routing_world import WorldDeployment  # noqa: E402
 
-from unlearnd.daemon.deployment import Deployment  # noqa: E402
-from unlearnd.daemon.serving import load_version  # noqa: E402
 from unlearnd.evaluation import metrics  # noqa: E402
 from unlearnd.evaluation.candidate import answers  # noqa: E402
+from unlearnd.serving import Deployment, load_version  # noqa: E402
+from unlearnd.serving.providers import set_default_provider  # noqa: E402
 from unlearnd.world import REFUSER_PARAMS  # noqa: E402
 from unlearnd.world import questions as q  # noqa: E402
+from unlearnd.world.deployment import provide  # noqa: E402
+
+set_default_provider(provide)  # deployments without a model serve the world, as the CLI's do
 
 OPEN_GATE = {"max_forget_accuracy": 1.0, "min_retain_ratio": 0.0, "min_general_ratio": 0.0}
 PARAMS = {**WORLD_PARAMS, "refuser": REFUSER_PARAMS}

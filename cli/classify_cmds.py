@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from unlearnd.cli.common import EXIT_NOT_FOUND, EXIT_USAGE, fail, print_json, settings
-from unlearnd.cli.inference_cmds import chunks, open_image, read_batch, routing_info
+from unlearnd.cli.inference_cmds import chunks, open_image, read_batch
 
 CLASSIFY_BATCH = 32  # images per forward pass
 
@@ -19,13 +19,11 @@ def register(app: typer.Typer) -> None:
     app.command("classify")(classify)
 
 
-def _world_classes(model_dir: Path) -> list[str]:
-    """The classes of the CLIP world whose model folder this is ([] if it is not one)."""
-    from unlearnd.world.clip_world import load_clip_world
+def described_labels(model_dir: Path) -> list[str]:
+    """The class names the model's deployment.json gives it ([] when none)."""
+    from unlearnd.serving.deployment import described
 
-    if not (model_dir.parent / "clip_world.json").is_file():
-        return []
-    return list(load_clip_world(model_dir.parent).classes)
+    return list(described(model_dir).get("labels") or [])
 
 
 def classify(
@@ -39,7 +37,10 @@ def classify(
     ),
     version: int | None = typer.Option(None, "--version", "-v", help="Default: the live one."),
     labels: str = typer.Option(
-        "", "--labels", "-l", help="Comma-separated class names (default: the CLIP world's)."
+        "",
+        "--labels",
+        "-l",
+        help="Comma-separated class names (default: the model's deployment.json labels).",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print JSON; with --batch one object a line."
@@ -49,10 +50,9 @@ def classify(
     CLIP: a version's domain unlearning (ADU) prompts are applied like any adapter."""
     from PIL import Image
 
-    from unlearnd.daemon.deployment import Deployment
-    from unlearnd.daemon.service import open_registry
-    from unlearnd.daemon.serving import load_version
-    from unlearnd.registry import NotFound
+    from unlearnd.models import UnsupportedOperation
+    from unlearnd.registry import NotFound, open_registry
+    from unlearnd.serving import Deployment, ServedVersion
 
     if (batch is None) == (image is None):
         fail("give either --image or --batch FILE.jsonl", EXIT_USAGE)
@@ -61,7 +61,7 @@ def classify(
     if image is not None and not image.is_file():
         fail(f"image not found: {image}", EXIT_NOT_FOUND)
     deployment = Deployment(s)
-    classes = [c.strip() for c in labels.split(",") if c.strip()] or _world_classes(
+    classes = [c.strip() for c in labels.split(",") if c.strip()] or described_labels(
         deployment.model_dir
     )
     if len(classes) < 2:
@@ -69,23 +69,20 @@ def classify(
     store = open_registry(s)
     try:
         chosen = version if version is not None else store.get_alias("live")
-        model = load_version(deployment, store, chosen)
+        served = ServedVersion(deployment, store, chosen)
     except NotFound as e:
         fail(str(e), EXIT_NOT_FOUND)
     finally:
         store.close()
-    fam = model.fam
-    if fam.family != "clip":
-        fail(f"classify needs a CLIP deployment; this one serves {fam.family} (use generate)")
-    if model.gate is not None or model.adapters:
-        # No method trains refuser experts for CLIP; if one ever does, classify must switch
-        # them per image instead of silently ignoring them.
-        fail("this version has refuser experts, which classify does not route")
+    try:
+        served.check_classifies()  # before any image is read
+    except UnsupportedOperation as e:
+        fail(f"{e} (use generate)" if served.fam.family != "clip" else str(e))
     if batch is not None:
-        _classify_batch(model, chosen, classes, batch, items, as_json)
+        _classify_batch(served, classes, batch, items, as_json)
         return
     with Image.open(image) as im:
-        (probs,) = fam.classify([im.convert("RGB")], classes).tolist()
+        (probs,) = served.classify([im.convert("RGB")], classes).tolist()
     result = _result(classes, probs)
     if as_json:
         print_json({"image": str(image), "version": chosen, **result})
@@ -99,15 +96,16 @@ def _result(classes: list[str], probs: list[float]) -> dict[str, Any]:
 
 
 def _classify_batch(
-    model: Any, version: int | None, classes: list[str], path: Path, items: list, as_json: bool
+    served: Any, classes: list[str], path: Path, items: list, as_json: bool
 ) -> None:
-    routing = routing_info(model, {})  # no gate (checked above): every image on the base path
+    routing = served.model.routing_info({})  # no experts (checked): every image on the base
     for chunk in chunks(items, CLASSIFY_BATCH, "classified"):
         images = [open_image(it, path) for it in chunk]
-        for it, probs in zip(chunk, model.fam.classify(images, classes).tolist(), strict=True):
+        for it, probs in zip(chunk, served.classify(images, classes).tolist(), strict=True):
             result = _result(classes, probs)
             if as_json:
-                row = {"line": it.line, "image": str(it.image), "version": version, **result}
+                row = {"line": it.line, "image": str(it.image), "version": served.version_id,
+                       **result}  # fmt: skip
                 typer.echo(json.dumps({**row, "routing": routing}))
             else:
                 p = result["probabilities"][result["label"]]

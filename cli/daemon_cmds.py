@@ -78,7 +78,7 @@ def submit(
 
 
 def _store(ctx: typer.Context):
-    from unlearnd.daemon.service import open_registry
+    from unlearnd.registry import open_registry
 
     return open_registry(settings(ctx))
 

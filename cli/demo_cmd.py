@@ -40,24 +40,25 @@ def _bundle(world, pid: int, out: Path) -> Path:
 
 
 def _ask(deployment, store, version, questions) -> list[str]:
-    from unlearnd.daemon.serving import load_version
     from unlearnd.evaluation.candidate import answers
+    from unlearnd.serving import load_version
 
     return answers(load_version(deployment, store, version), questions)
 
 
 def demo(ctx: typer.Context, timeout_s: float = typer.Option(900, help="Give up after.")) -> None:
     """Delete a person from the world model, show before/after, roll it back."""
-    from unlearnd.daemon.deployment import Deployment
     from unlearnd.daemon.service import Service
     from unlearnd.daemon.unlearn import UnlearningPipeline
+    from unlearnd.serving import Deployment
+    from unlearnd.world import load_world
 
     s = settings(ctx)
     s.daemon.stable_checks = 1
-    deployment = Deployment(s)
-    world = deployment.world
-    if world is None:
+    if s.model.path:
         fail("the demo runs on the built-in world model: unset [model] path")
+    world = load_world()
+    deployment = Deployment(s)  # the world's provider writes its pools and probes once
     console.print(f"[bold]model[/] {deployment.model_dir}   [bold]work dir[/] {s.workdir}")
     pipeline = UnlearningPipeline(s)
     service = Service(s, pipeline)

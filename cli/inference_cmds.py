@@ -103,16 +103,6 @@ def chunks(items: list[BatchLine], size: int, what: str) -> Iterator[list[BatchL
             typer.echo(f"{what} {done}/{len(items)}", err=True)
 
 
-def routing_info(model: Any, betas: dict[str, float]) -> dict[str, Any]:
-    """A query's routing decision, as ServedVersion.answer reports it."""
-    gate = model.gate
-    return {
-        "gate": gate.settings.mode if gate else "none",
-        "experts": {k: round(v, 4) for k, v in betas.items()},
-        "base_model_only": not betas,
-    }
-
-
 def experts_on(routing: dict[str, Any]) -> str:
     return ", ".join(f"{k} (beta {v:.2f})" for k, v in routing["experts"].items()) or "none"
 
@@ -163,10 +153,8 @@ def generate(
 
 
 def _served(ctx: typer.Context, version: int | None):
-    from unlearnd.daemon.deployment import Deployment
-    from unlearnd.daemon.service import open_registry
-    from unlearnd.daemon.serving import ServedVersion
-    from unlearnd.registry import NotFound
+    from unlearnd.registry import NotFound, open_registry
+    from unlearnd.serving import Deployment, ServedVersion
 
     s = settings(ctx)
     store = open_registry(s)
@@ -175,31 +163,29 @@ def _served(ctx: typer.Context, version: int | None):
         return ServedVersion(Deployment(s), store, chosen)
     except NotFound as e:
         fail(str(e), EXIT_NOT_FOUND)
+    finally:
+        store.close()
 
 
 def _generate_batch(
     served: Any, path: Path, items: list[BatchLine], max_new_tokens: int, as_json: bool
 ) -> None:
-    """Answers in input order. RoutedModel.generate routes each query itself and groups the
-    queries by their experts; `routes` is asked again only to report the decision."""
+    """Answers in input order; each query is routed once and queries that turn on the same
+    experts share one forward pass (ServedVersion.answer_batch)."""
     from unlearnd.models import Sample
 
-    model = served.model
     for chunk in chunks(items, GENERATE_BATCH, "generated"):
         samples = [Sample(it.prompt, "", open_image(it, path)) for it in chunk]
-        decisions = model.routes(samples)
-        texts = model.generate(samples, max_new_tokens=max_new_tokens)
-        for it, text, betas in zip(chunk, texts, decisions, strict=True):
-            routing = routing_info(model, betas)
+        for it, answer in zip(chunk, served.answer_batch(samples, max_new_tokens), strict=True):
             if as_json:
                 row = {
                     "line": it.line,
                     "image": str(it.image or ""),
                     "prompt": it.prompt,
-                    "text": text,
-                    "version": served.version_id,
-                    "routing": routing,
+                    "text": answer.text,
+                    "version": answer.version,
+                    "routing": answer.routing,
                 }
                 typer.echo(json.dumps(row))  # one object a line: stdout is JSONL
             else:
-                typer.echo(f"{it.line}: {text}  [experts on: {experts_on(routing)}]")
+                typer.echo(f"{it.line}: {answer.text}  [experts on: {experts_on(answer.routing)}]")

@@ -29,7 +29,8 @@ from unlearnd.config import (
 )
 
 # Keys written as real values, not as comments; everything else keeps its default.
-WRITTEN = {"workdir", "model.path", "model.family", "model.retain_pool", "model.general_pool"}
+WRITTEN = {"workdir", "model.path", "model.family", "model.retain_pool", "model.general_pool",
+           "model.probe_sets"}  # fmt: skip
 
 # What a reader needs to know about some keys beyond their default.
 NOTES = {
@@ -99,24 +100,6 @@ def _commented(model: type[BaseModel], prefix: str, written: Iterable[str] = ())
     return lines
 
 
-def world_pools(model: Path, family: str) -> dict[str, Path]:
-    """The pools `unlearnd world build --images` writes beside its models (OUT/pools), so
-    that `init --model OUT/vlm` (or OUT/clip) needs no pool flags."""
-    folder = model.resolve().parent / "pools"
-    names = {"clip": {"retain_pool": "clip_retain.jsonl"}}.get(
-        family, {"retain_pool": "retain.jsonl", "general_pool": "general.jsonl"}
-    )
-    return {k: folder / n for k, n in names.items() if (folder / n).is_file()}
-
-
-def world_routing(model: Path, family: str) -> dict[str, Any]:
-    """The routing keys an image world's VLM is served with (world/image_world.py ROUTING)."""
-    from unlearnd.world.image_world import ROUTING
-
-    is_world = (model.resolve().parent / "image_world.json").is_file()
-    return dict(ROUTING) if is_world and family != "clip" else {}
-
-
 def render_config(
     model_dir: Path,
     family: str,
@@ -149,14 +132,18 @@ def render_config(
             f"{key} = {_toml_value(pools[key])}" if key in pools else f'# {key} = ""'
             for key in ("retain_pool", "general_pool")
         ),
+        "# JSONL of per-target probes {target, probe, question, answer, image}: the",
+        "# deployment's own ways to ask for a forgotten fact, scored on every deletion.",
+        f"probe_sets = {_toml_value(pools['probe_sets'])}"
+        if "probe_sets" in pools
+        else '# probe_sets = ""',
         *_commented(Settings.model_fields["model"].annotation, "model."),
     ]
     for name, field in Settings.model_fields.items():
         if name == "model" or not isinstance(field.default, BaseModel):
             continue
         if name == "routing" and routing:
-            out += ["", "[routing]", "# Set for an image world's VLM: route on what the model is "
-                    "about to say (README, Real photographs)."]  # fmt: skip
+            out += ["", "[routing]", "# As the model's deployment.json describes it."]
             out += [f"{k} = {_toml_value(v)}" for k, v in routing.items()]
             out += _commented(field.annotation, "routing.", routing)
             continue
@@ -193,6 +180,7 @@ def init(
     or clip), so that serve, submit, generate, classify, versions and rollback work from this
     folder without flags."""
     from unlearnd.models import ModelLoadError
+    from unlearnd.serving.deployment import DeploymentError, described
 
     root = ctx.find_root().obj
     explicit = root.get("config_path") if isinstance(root, dict) else None
@@ -213,14 +201,20 @@ def init(
         family = check_model_folder(model)
     except ModelLoadError as e:
         fail(str(e), EXIT_ERROR)
-    for key, found in world_pools(model, family).items():
-        pools.setdefault(key, found)
+    # A provider may describe the deployment of the models it ships (deployment.json).
+    try:
+        hints = described(model)
+    except DeploymentError as e:
+        fail(str(e), EXIT_ERROR)
+    for key in ("retain_pool", "general_pool", "probe_sets"):
+        if hints.get(key):
+            pools.setdefault(key, Path(hints[key]))
     # The daemon does not resolve model.path against the file: write it absolute.
     model_dir = model.resolve()
     # A relative workdir is resolved against the file's folder by load_settings, which is
     # the folder the user runs commands in: keep it relative so the folder can move.
     chosen_workdir = workdir or str(Settings.model_fields["workdir"].default)
-    text = render_config(model_dir, family, chosen_workdir, pools, world_routing(model, family))
+    text = render_config(model_dir, family, chosen_workdir, pools, hints.get("routing"))
 
     # Check the file loads before it replaces anything (environment ignored: only the file).
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")

@@ -20,6 +20,7 @@ from unlearnd.cli import (
     report_cmds,
     world_cmds,
 )
+from unlearnd.serving.providers import set_default_provider
 
 app = typer.Typer(
     name="unlearnd",
@@ -28,6 +29,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _world_default(settings) -> None:
+    """A deployment that names no model serves the built-in demo world, through the files
+    its provider writes (world/deployment.py), like any other deployment."""
+    from unlearnd.world.deployment import provide
+
+    provide(settings)
+
+
+set_default_provider(_world_default)
 
 # Each area adds its commands here; the order is the order of `unlearnd --help`.
 for module in (

@@ -32,10 +32,13 @@ class _Section(BaseModel):
 class ModelSettings(_Section):
     path: str = ""  # local Hugging Face folder of the served model; "" = the demo world model
     family: Literal["auto", "llava", "qwen2_vl", "clip"] = "auto"
-    # JSONL files of {"image": path relative to the file, "question", "answer"}; "" = the
-    # world's retain people / general scenes when serving the world model, else none.
+    # JSONL files of {"image": path relative to the file, "question", "answer"}: what a
+    # deletion must not damage, and general ability ("" = none).
     retain_pool: str = ""
     general_pool: str = ""
+    # JSONL of per-target probes {"target", "probe", "question", "answer" (the fact),
+    # "image"}: the deployment's own ways to ask for a forgotten fact ("" = none).
+    probe_sets: str = ""
     eval_samples: int = Field(48, ge=1)  # per pool, when evaluating a candidate
 
 
@@ -81,7 +84,7 @@ class RoutingSettings(_Section):
     visual_vector: Literal["vision_tower", "answer_distribution"] = "vision_tower"
 
 
-class GateSettings(_Section):
+class PromotionSettings(_Section):
     """Deployment defaults; a request's `gate` field overrides them key by key."""
 
     max_forget_accuracy: float = Field(0.2, ge=0, le=1)
@@ -107,7 +110,7 @@ class Settings(_Section):
     limits: LimitSettings = LimitSettings()
     daemon: DaemonSettings = DaemonSettings()
     routing: RoutingSettings = RoutingSettings()
-    gate: GateSettings = GateSettings()
+    gate: PromotionSettings = PromotionSettings()
     api: ApiSettings = ApiSettings()
 
     # Derived paths, so no caller builds them by hand.

@@ -13,6 +13,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from unlearnd.config import Settings
+from unlearnd.registry import RegistryStore
 
 log = logging.getLogger("unlearnd.daemon.housekeeping")
 
@@ -31,7 +32,7 @@ def _guarded(name: str, fn: Callable[[], Any]) -> Callable[[], None]:
 
 def build_scheduler(
     settings: Settings,
-    store: Any,
+    store: RegistryStore,
     rescan: Callable[[], None] | None = None,
     reevaluate: Callable[[Any], Any] | None = None,
     gc_min_age_s: float | None = None,

@@ -17,7 +17,7 @@ from typing import Protocol
 from unlearnd.config import Settings
 from unlearnd.daemon.bundle import read_item
 from unlearnd.daemon.inbox import Inbox, Signature, now_iso, signature
-from unlearnd.daemon.request_files import requests_root, save_request
+from unlearnd.daemon.request_store import requests_root, save_request
 from unlearnd.daemon.schema import FieldError, RequestError
 from unlearnd.daemon.validate import Accepted, MethodCheck, accept, default_method_check
 from unlearnd.daemon.watch import InboxWatcher

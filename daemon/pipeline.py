@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from unlearnd.config import Settings
 from unlearnd.daemon.schema import RequestV1
+from unlearnd.registry import RegistryStore
 
 # The pipeline `unlearnd serve` runs without --pipeline ("module:factory").
 DEFAULT_PIPELINE = "unlearnd.daemon.unlearn:UnlearningPipeline"
@@ -65,7 +66,9 @@ class Progress(Protocol):
 
 
 class Pipeline(Protocol):
-    def run(self, job: Any, request: WorkItem, store: Any, progress: Progress) -> PipelineResult:
+    def run(
+        self, job: Any, request: WorkItem, store: RegistryStore, progress: Progress
+    ) -> PipelineResult:
         """Do the work; raise to fail the job (it is retried up to the attempt limit)."""
 
 

@@ -9,23 +9,15 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from typing import Any
 
 from unlearnd.config import Settings
 from unlearnd.daemon.intake import Intake
 from unlearnd.daemon.pipeline import Pipeline
 from unlearnd.daemon.sink import RegistrySink
 from unlearnd.daemon.worker import Worker
-from unlearnd.registry import open_store
+from unlearnd.registry import RegistryStore, open_registry
 
 log = logging.getLogger("unlearnd.daemon.service")
-
-
-def open_registry(settings: Settings) -> Any:
-    settings.workdir.mkdir(parents=True, exist_ok=True)
-    return open_store(
-        settings.db_url, settings.artifacts, max_attempts=settings.daemon.max_attempts
-    )
 
 
 class Service:
@@ -36,7 +28,7 @@ class Service:
         *,
         intake: bool = True,
         worker: bool = True,
-        store: Any = None,
+        store: RegistryStore | None = None,
     ):
         from unlearnd.daemon.housekeeping import build_scheduler
 

@@ -6,15 +6,13 @@ finishes the hand-over instead of creating a second request.
 
 from __future__ import annotations
 
-from typing import Any
-
 from unlearnd.daemon.schema import FieldError, RequestError
 from unlearnd.daemon.validate import Accepted
-from unlearnd.registry import Conflict
+from unlearnd.registry import Conflict, RegistryStore
 
 
 class RegistrySink:
-    def __init__(self, store: Any, max_attempts: int | None = None):
+    def __init__(self, store: RegistryStore, max_attempts: int | None = None):
         self.store = store
         self.max_attempts = max_attempts
 

@@ -12,16 +12,14 @@ a CLIP) is the worker's check: intake does not load the deployment.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from PIL import Image
 
-from unlearnd.config import GateSettings, LimitSettings
+from unlearnd.config import LimitSettings, PromotionSettings
 from unlearnd.daemon.bundle import Contents, safe_member_path
 from unlearnd.daemon.schema import (
     FieldError,
@@ -31,8 +29,8 @@ from unlearnd.daemon.schema import (
     parse_request,
     parse_sample,
 )
+from unlearnd.serving.images import verify_image
 
-IMAGE_FORMATS = ["PNG", "JPEG", "WEBP", "GIF", "BMP"]
 DOMAIN_METHOD = "adu"  # a domain request that names no method: the CLIP domain method
 MethodCheck = Callable[[str, dict[str, Any]], None]  # raises ValueError naming the problem
 
@@ -111,23 +109,6 @@ def _samples_from_jsonl(field: str, name: str, contents: Contents) -> list[Sampl
     if not samples and field == "forget":
         raise RequestError.one(field, f"{name} has no samples")
     return samples
-
-
-def verify_image(data: bytes, limits: LimitSettings) -> str | None:
-    """None if `data` is a decodable image within limits, else what is wrong with it."""
-    if len(data) > limits.max_image_bytes:
-        return f"larger than the limit of {limits.max_image_bytes} bytes"
-    try:
-        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
-            width, height = im.size
-            if width * height > limits.max_image_pixels:
-                return f"{width}x{height} pixels is over the limit of {limits.max_image_pixels}"
-            im.verify()
-        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
-            im.load()  # verify() does not decode pixel data; a truncated image fails here
-    except Exception as e:  # noqa: BLE001 - PIL raises many types for hostile input
-        return f"not a readable image ({type(e).__name__}: {e})"
-    return None
 
 
 def _check_images(
@@ -238,10 +219,10 @@ def accept(
         except ValueError as e:
             errors.append(FieldError("method" if "unknown method" in str(e) else "params", str(e)))
     if req.gate:
-        from unlearnd.evaluation.gate import thresholds
+        from unlearnd.evaluation.promotion import thresholds
 
         try:
-            thresholds(GateSettings(), dict(req.gate))
+            thresholds(PromotionSettings(), dict(req.gate))
         except ValueError as e:
             errors.append(FieldError("gate", str(e)))
     if errors:

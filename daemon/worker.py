@@ -29,8 +29,8 @@ from unlearnd.daemon.pipeline import (
     WorkItem,
     pause_point,
 )
-from unlearnd.daemon.request_files import load_request, requests_root
-from unlearnd.registry import AliasMoved, Conflict
+from unlearnd.daemon.request_store import load_request, requests_root
+from unlearnd.registry import AliasMoved, Conflict, RegistryStore
 
 log = logging.getLogger("unlearnd.daemon.worker")
 
@@ -104,7 +104,7 @@ class Worker:
     def __init__(
         self,
         settings: Settings,
-        store: Any,
+        store: RegistryStore,
         pipeline: Pipeline,
         worker_id: str | None = None,
         reports: bool = True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from unlearnd.evaluation import metrics
 from unlearnd.models.base import ModelFamily, Sample
@@ -39,3 +40,13 @@ def accuracy(fam: ModelFamily, samples: Sequence[Sample]) -> float:
 def score(fam: ModelFamily, sets: dict[str, Sequence[Sample]]) -> dict[str, float]:
     """`{name}_acc` for every non-empty set, e.g. forget / retain / general."""
     return {f"{name}_acc": accuracy(fam, samples) for name, samples in sets.items() if samples}
+
+
+@dataclass(frozen=True)
+class AnswerSets:
+    """What a vision-language job is scored on: named sets of samples, scored by answer."""
+
+    sets: dict[str, Sequence[Sample]]
+
+    def score(self, model) -> dict[str, float]:
+        return score(model, self.sets)

@@ -4,12 +4,13 @@ Samples follow ADU's convention (methods/adu.py): question = the image's domain 
 answer = its class ("car"). Accuracy is zero-shot ("a photo of a {class}.") over the classes
 given, per domain. ADU's Mem / For / H summarise it; `forget_acc` (mean accuracy on the
 forgotten domains) and `retain_acc` (mean on the kept ones, = Mem) put it in the terms the
-gate compares (evaluation/gate.py).
+promotion gate compares (evaluation/promotion.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from unlearnd.models.base import ModelFamily, Sample
@@ -64,3 +65,16 @@ def score_domains(
         **mem_for_h(accuracy, forgotten),
         "domain_acc": accuracy,
     }
+
+
+@dataclass(frozen=True)
+class DomainSets:
+    """What a domain job is scored on: labelled images of every domain, the classes, and
+    the domains forgotten. `model` is a served version (its `.fam` classifies)."""
+
+    samples: Sequence[Sample]
+    classes: Sequence[str]
+    forgotten: Sequence[str]
+
+    def score(self, model) -> dict[str, Any]:
+        return score_domains(model.fam, self.samples, self.classes, self.forgotten)

@@ -1,24 +1,15 @@
 """Basic answer metrics: normalised exact match, answer match, multiple choice, cloze, ROUGE-L.
 
 Plain functions over strings (and option scores), so every figure of the evaluation can be
-recomputed by hand. Normalisation follows the usual QA convention: lower case, no
-punctuation, no articles, single spaces.
+recomputed by hand. Answers are compared normalised (evaluation/text.py).
 """
 
 from __future__ import annotations
 
-import re
-import string
 from collections.abc import Mapping, Sequence
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = str.maketrans({c: " " for c in string.punctuation})
-
-
-def normalise(text: str) -> str:
-    text = text.lower().translate(_PUNCT)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
+from unlearnd.evaluation import refusal_match
+from unlearnd.evaluation.text import normalise
 
 
 def exact_match(prediction: str, reference: str) -> bool:
@@ -152,9 +143,6 @@ def refusal_rate(
 
 
 def _matcher(templates: Mapping[str, Sequence[str]], threshold: float | None):
-    # Imported here: refusal_match needs numpy and this module's normalise().
-    from unlearnd.evaluation import refusal_match
-
     return refusal_match.matcher(
         templates, refusal_match.THRESHOLD if threshold is None else threshold
     )

@@ -32,7 +32,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from unlearnd.evaluation.metrics import normalise
+from unlearnd.evaluation.text import normalise
 
 DIM = 1 << 14
 # Measured on the world's templates (tests/test_refusal_match.py): paraphrased refusals of the

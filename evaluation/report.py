@@ -25,6 +25,8 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
+from unlearnd.registry import RegistryStore
+
 log = logging.getLogger("unlearnd.evaluation.report")
 # matplotlib is not thread-safe (font cache, text layout): one rendering at a time per process
 # (workers in threads, the API).
@@ -42,7 +44,7 @@ def _numbers(metrics: dict[str, Any] | None) -> dict[str, float]:
     return {k: v for k, v in (metrics or {}).items() if isinstance(v, int | float)}
 
 
-def ancestry(store, version_id: int) -> list:
+def ancestry(store: RegistryStore, version_id: int) -> list:
     """The version and its parents, base first (raises NotFound for an unknown id)."""
     out = [store.get_version(version_id)]
     while out[-1].parent_id is not None and len(out) < MAX_VERSIONS:
@@ -96,7 +98,7 @@ def method_bars(versions: list) -> dict[str, dict[str, float]]:
     return out
 
 
-def summary(store, version) -> dict[str, Any]:
+def summary(store: RegistryStore, version) -> dict[str, Any]:
     own, parent = _own_and_parent(version.metrics)
     metrics = version.metrics or {}
     aliases = [name for name, vid in store.list_aliases().items() if vid == version.id]
@@ -232,7 +234,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}</style></head><bo
 """
 
 
-def build(store, version_id: int) -> dict[str, Any]:
+def build(store: RegistryStore, version_id: int) -> dict[str, Any]:
     """The report data of a version (raises registry.NotFound for an unknown id)."""
     version = store.get_version(version_id)
     points = curve(ancestry(store, version_id))
@@ -243,7 +245,7 @@ def build(store, version_id: int) -> dict[str, Any]:
     }
 
 
-def render(store, version_id: int) -> tuple[dict[str, Any], dict[str, bytes]]:
+def render(store: RegistryStore, version_id: int) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The report and its files (report.json, report.html, curve.png, methods.png when there
     is a deletion), in memory; "html" and "plots" name files beside report.json."""
     report = build(store, version_id)
@@ -303,7 +305,7 @@ def unpack(data: bytes) -> dict[str, bytes]:
     return files
 
 
-def store_report(store, version_id: int) -> str:
+def store_report(store: RegistryStore, version_id: int) -> str:
     """Render the version's report, store it as a blob and link it to the version; its sha."""
     _, files = render(store, version_id)
     sha = store.artifacts.put_bytes(pack(files))
@@ -311,7 +313,7 @@ def store_report(store, version_id: int) -> str:
     return sha
 
 
-def stored(store, version_id: int) -> tuple[dict[str, Any], dict[str, bytes]] | None:
+def stored(store: RegistryStore, version_id: int) -> tuple[dict[str, Any], dict[str, bytes]] | None:
     """The version's stored report and files, or None when it has none (or it cannot be read:
     then the caller renders it again)."""
     from unlearnd.registry import ArtifactCorrupt, NotFound
@@ -331,7 +333,9 @@ def stored(store, version_id: int) -> tuple[dict[str, Any], dict[str, bytes]] | 
     return report, files
 
 
-def write(store, version_id: int, out_dir: str | Path, fresh: bool = False) -> dict[str, Any]:
+def write(
+    store: RegistryStore, version_id: int, out_dir: str | Path, fresh: bool = False
+) -> dict[str, Any]:
     """The version's report files in `out_dir`: the stored ones (source "stored"), else, or
     with `fresh`, rendered now from the registry (source "rendered"). Returns the report
     with "html" the page's path."""

@@ -1,9 +1,18 @@
-"""Unlearning methods: one module each, registered in METHODS below (the one place)."""
+"""Unlearning methods, registered here (the one place): one module or package per method.
+
+`METHODS` names every method; `APPLIERS` every recipe a stored artifact can name in its
+metadata (`apply`), gathered from the methods that produce them, so a version's manifest is
+enough to rebuild the served model: base weights + every adapter, never merged.
+Shared training code (the interface, the loop, loss terms, LoRA) is in `methods/shared/`.
+"""
 
 from __future__ import annotations
 
+import json
+
+import torch
+
 from unlearnd.methods.adu import ADU
-from unlearnd.methods.base import Method, MethodParams, MethodResult, ParamError
 from unlearnd.methods.cagul import CAGUL
 from unlearnd.methods.ga import GA
 from unlearnd.methods.graddiff import GradDiff
@@ -12,7 +21,17 @@ from unlearnd.methods.npo import NPO
 from unlearnd.methods.pubg import PUBG
 from unlearnd.methods.refuser import Refuser
 from unlearnd.methods.reject import Reject
+from unlearnd.methods.shared.interface import (
+    Applier,
+    Method,
+    MethodParams,
+    MethodResult,
+    Needs,
+    ParamError,
+    artifact_metadata,
+)
 from unlearnd.methods.vl_eraser import VLEraser
+from unlearnd.models.base import ModelFamily
 
 METHODS: dict[str, Method] = {
     m.name: m
@@ -30,6 +49,10 @@ METHODS: dict[str, Method] = {
     )
 }
 
+APPLIERS: dict[str, Applier] = {
+    recipe: applier for m in METHODS.values() for recipe, applier in m.appliers.items()
+}
+
 
 class UnknownMethod(KeyError):
     def __str__(self) -> str:
@@ -43,4 +66,25 @@ def get_method(name: str) -> Method:
         raise UnknownMethod(name) from None
 
 
-__all__ = ["METHODS", "Method", "MethodParams", "MethodResult", "ParamError", "get_method"]
+def apply_artifact(
+    fam: ModelFamily, tensors: dict[str, torch.Tensor], metadata: dict[str, str], name: str
+) -> None:
+    """Attach a stored method result to `fam` in place, under adapter name `name`."""
+    recipe = metadata.get("apply")
+    if recipe not in APPLIERS:
+        raise ValueError(f"artifact {name!r}: unknown apply recipe {recipe!r}")
+    APPLIERS[recipe](fam, tensors, json.loads(metadata.get("config", "{}")), name)
+
+
+__all__ = [
+    "APPLIERS",
+    "METHODS",
+    "Method",
+    "MethodParams",
+    "MethodResult",
+    "Needs",
+    "ParamError",
+    "apply_artifact",
+    "artifact_metadata",
+    "get_method",
+]

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from unlearnd.methods import lora
-from unlearnd.methods.base import Method, MethodResult, Progress
-from unlearnd.methods.objectives import capped_ascent_loss, fit_lora
-from unlearnd.methods.training import Batches
+from unlearnd.methods.shared import lora
+from unlearnd.methods.shared.interface import MethodResult, Progress
+from unlearnd.methods.shared.loop import Batches
+from unlearnd.methods.shared.objectives import capped_ascent_loss, fit_lora
 from unlearnd.models.base import ModelFamily, Sample
 
 
@@ -21,7 +21,7 @@ class GAParams(lora.LoraParams):
     nll_cap: float = Field(20.0, gt=0, description="per-token NLL beyond which ascent stops")
 
 
-class GA(Method):
+class GA(lora.LoraMethod):
     name = "ga"
     summary = "gradient ascent on the forget set (LoRA), capped per token"
     Params = GAParams

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from unlearnd.methods.base import Method, MethodResult, Progress
 from unlearnd.methods.ga import GAParams
-from unlearnd.methods.objectives import RetainTerm, capped_ascent_loss, fit_lora
-from unlearnd.methods.training import Batches
+from unlearnd.methods.shared import lora
+from unlearnd.methods.shared.interface import MethodResult, Progress
+from unlearnd.methods.shared.loop import Batches
+from unlearnd.methods.shared.objectives import RetainTerm, capped_ascent_loss, fit_lora
 from unlearnd.models.base import ModelFamily, Sample
 
 
@@ -18,7 +19,7 @@ class GradDiffParams(GAParams):
     alpha: float = Field(1.0, ge=0, description="weight of the retain NLL")
 
 
-class GradDiff(Method):
+class GradDiff(lora.LoraMethod):
     name = "graddiff"
     summary = "gradient ascent on the forget set + NLL on the retain set (LoRA)"
     Params = GradDiffParams

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from unlearnd.methods.base import Method, MethodResult, Progress
 from unlearnd.methods.ga import GAParams
-from unlearnd.methods.objectives import capped_ascent_loss, fit_lora, reference, token_kl
-from unlearnd.methods.training import Batches
+from unlearnd.methods.shared import lora
+from unlearnd.methods.shared.interface import MethodResult, Progress
+from unlearnd.methods.shared.loop import Batches
+from unlearnd.methods.shared.objectives import capped_ascent_loss, fit_lora, reference, token_kl
 from unlearnd.models.base import ModelFamily, Sample
 
 
@@ -20,7 +21,7 @@ class KLParams(GAParams):
     alpha: float = Field(1.0, ge=0, description="weight of the retain KL to the frozen model")
 
 
-class KL(Method):
+class KL(lora.LoraMethod):
     name = "kl"
     summary = "gradient ascent on the forget set + KL to the frozen model on the retain set (LoRA)"
     Params = KLParams

@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch.nn.functional as F
 from pydantic import Field
 
-from unlearnd.methods import lora
-from unlearnd.methods.base import Method, MethodResult, Progress
-from unlearnd.methods.objectives import RetainTerm, fit_lora, reference, sequence_logprob
-from unlearnd.methods.training import Batches
+from unlearnd.methods.shared import lora
+from unlearnd.methods.shared.interface import MethodResult, Progress
+from unlearnd.methods.shared.loop import Batches
+from unlearnd.methods.shared.objectives import RetainTerm, fit_lora, reference, sequence_logprob
 from unlearnd.models.base import ModelFamily, Sample
 
 
@@ -24,7 +24,7 @@ class NPOParams(lora.LoraParams):
     alpha: float = Field(1.0, ge=0, description="weight of the retain NLL (0: forget term only)")
 
 
-class NPO(Method):
+class NPO(lora.LoraMethod):
     name = "npo"
     summary = "negative preference optimisation against the frozen model (+ retain NLL; LoRA)"
     Params = NPOParams

@@ -20,16 +20,17 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from unlearnd.methods.base import Method, MethodResult, Progress
 from unlearnd.methods.ga import GAParams
-from unlearnd.methods.objectives import (
+from unlearnd.methods.shared import lora
+from unlearnd.methods.shared.interface import MethodResult, Progress
+from unlearnd.methods.shared.loop import Batches
+from unlearnd.methods.shared.objectives import (
     RetainTerm,
     capped_ascent_loss,
     fit_lora,
     reference,
     token_kl,
 )
-from unlearnd.methods.training import Batches
 from unlearnd.models.base import ModelFamily, Sample
 
 INSTRUCTION = (
@@ -62,7 +63,7 @@ def reference_answers(fam: ModelFamily, forget: list[Sample], params: PUBGParams
     return fam.generate(prompts, max_new_tokens=params.reference_tokens)
 
 
-class PUBG(Method):
+class PUBG(lora.LoraMethod):
     name = "pubg"
     summary = "gradient ascent + KL to visually grounded reference answers (+ retain NLL; LoRA)"
     Params = PUBGParams

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from unlearnd.methods import lora
-from unlearnd.methods.base import Method, MethodResult, Progress
-from unlearnd.methods.objectives import RetainTerm, fit_lora
-from unlearnd.methods.training import Batches
+from unlearnd.methods.shared import lora
+from unlearnd.methods.shared.interface import MethodResult, Progress
+from unlearnd.methods.shared.loop import Batches
+from unlearnd.methods.shared.objectives import RetainTerm, fit_lora
 from unlearnd.models.base import ModelFamily, Sample
 
 
@@ -19,7 +19,7 @@ class RejectParams(lora.LoraParams):
     alpha: float = Field(1.0, ge=0, description="weight of the retain NLL")
 
 
-class Reject(Method):
+class Reject(lora.LoraMethod):
     name = "reject"
     summary = "fine-tune a LoRA to answer forget queries with a refusal (+ retain NLL)"
     Params = RejectParams

@@ -1,13 +1,15 @@
 """unlearnd.registry: requests, the job queue, immutable versions, aliases, artifacts.
 
 `open_store(url, artifacts_dir)` migrates the database to the newest schema and returns the
-store; see store.RegistryStore for the operations.
+store (`open_registry(settings)`: the one a deployment's settings name); see
+store.RegistryStore for the operations.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from unlearnd.config import Settings
 from unlearnd.registry.artifacts import ArtifactStore
 from unlearnd.registry.errors import AliasMoved, ArtifactCorrupt, Conflict, NotFound, RegistryError
 from unlearnd.registry.records import (
@@ -33,6 +35,14 @@ def open_store(url: str, artifacts_dir: str | Path, *, max_attempts: int = 3) ->
     return SqlStore(url, artifacts_dir, max_attempts=max_attempts)
 
 
+def open_registry(settings: Settings) -> RegistryStore:
+    """The registry of a deployment: its database and artifact folder, schema upgraded."""
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    return open_store(
+        settings.db_url, settings.artifacts, max_attempts=settings.daemon.max_attempts
+    )
+
+
 __all__ = [
     "AliasEvent",
     "AliasMoved",
@@ -49,5 +59,6 @@ __all__ = [
     "RequestRecord",
     "RevertPlan",
     "VersionRecord",
+    "open_registry",
     "open_store",
 ]

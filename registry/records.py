@@ -237,6 +237,13 @@ class RevertPlan(_Record):
         return bool(self.replay)
 
 
+def check_choice(value: str, allowed: tuple[str, ...], field: str) -> str:
+    """`value` when it is one of `allowed`, else a ValueError naming the field."""
+    if value not in allowed:
+        raise ValueError(f"{field}: {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
 def to_record(cls: type[_Record], row: Any) -> Any:
     """A frozen record from an ORM row or a result mapping, times made UTC-aware.
 

@@ -20,3 +20,20 @@ def _isolated_env(tmp_path, monkeypatch):
         if name.startswith("UNLEARND_") and name != "UNLEARND_TEST_PG_URL":
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _world_deployment_files(tmp_path_factory):
+    """A deployment that names no model serves the built-in world, as under `unlearnd`
+    (cli/main.py); its files are written once for the whole session, not per work dir."""
+    from unlearnd.serving.providers import set_default_provider
+
+    folder = tmp_path_factory.mktemp("world-deployment")
+
+    def provide(settings):
+        from unlearnd.world.deployment import provide
+
+        provide(settings, folder)
+
+    set_default_provider(provide)
+    yield folder

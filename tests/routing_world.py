@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from local_daemon import LocalDaemon
+
 from unlearnd.config import ModelSettings, Settings
-from unlearnd.daemon.testing import LocalDaemon
 from unlearnd.evaluation import metrics
 from unlearnd.evaluation.candidate import answers
 from unlearnd.world import load_world

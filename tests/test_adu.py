@@ -13,11 +13,9 @@ import pytest
 import torch
 
 from unlearnd.evaluation.domains import mem_for_h
-from unlearnd.methods import ParamError, get_method
-from unlearnd.methods.adu import as_samples
-from unlearnd.methods.apply import apply_artifact, artifact_metadata
+from unlearnd.methods import ParamError, apply_artifact, artifact_metadata, get_method
 from unlearnd.models import tiny
-from unlearnd.world.clip_world import load_clip_world, zero_shot_accuracy
+from unlearnd.world.clip_world import as_samples, load_clip_world, zero_shot_accuracy
 
 GONE = "sketch"
 PER_PAIR = 10  # unseen images per (domain, class) scored: 100 per domain
@@ -137,7 +135,7 @@ def test_classify_cli_serves_a_version_with_the_prompts(world, tmp_path, monkeyp
 
     from unlearnd.cli.main import app
     from unlearnd.config import Settings
-    from unlearnd.daemon.service import open_registry
+    from unlearnd.registry import open_registry
     from unlearnd.world.clip_world import FIXTURE
 
     clip_world, base, _, _ = world

@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 from routing_world import WorldDeployment
 
-from unlearnd.daemon.deployment import Deployment
-from unlearnd.daemon.serving import load_version
 from unlearnd.routing.tasks import load_tasks
+from unlearnd.serving import Deployment, load_version
 
 
 def test_a_deletion_routed_on_answer_distributions_refuses_and_keeps_the_rest(tmp_path):

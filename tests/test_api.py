@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 from unlearnd.api import create_app
 from unlearnd.cli.main import app as cli_app
 from unlearnd.config import Settings
-from unlearnd.daemon.service import open_registry
+from unlearnd.registry import open_registry
 
 TOKEN = "test-token-1234"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

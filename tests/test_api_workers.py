@@ -15,7 +15,7 @@ from test_daemon_crash import Served, check_exactly_once, requests_for
 from test_daemon_postgres import pg_url  # noqa: F401 - the fixture: a fresh database
 
 from unlearnd.config import Settings
-from unlearnd.daemon.service import open_registry
+from unlearnd.registry import open_registry
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 N = 20

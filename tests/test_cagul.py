@@ -16,9 +16,8 @@ import torch
 from facts import CITIES, FACTS, FORGET, RETAIN, taught_llava, write_pool
 from safetensors.torch import load, save
 
-from unlearnd.methods import get_method, visual_tokens
-from unlearnd.methods.apply import apply_artifact, artifact_metadata
-from unlearnd.methods.cagul import mean_tokens
+from unlearnd.methods import apply_artifact, artifact_metadata, get_method
+from unlearnd.methods.cagul import mean_tokens, visual_tokens
 from unlearnd.models import Sample
 
 PARAMS = {"steps": 40, "lr": 3e-2, "k": 36, "batch_size": 2, "reference_answer": "unknown"}
@@ -122,10 +121,10 @@ def test_two_artifacts_stack(taught):
 def test_a_request_names_it_and_the_daemon_applies_it(taught, tmp_path):
     """Through intake, the worker's real pipeline and the registry, then served from the
     stored artifact on a freshly loaded base."""
+    from local_daemon import LocalDaemon
     from test_end_to_end import drop_bundle
 
     from unlearnd.config import ModelSettings, Settings
-    from unlearnd.daemon.testing import LocalDaemon
 
     taught.save(tmp_path / "model")
     settings = Settings(

@@ -10,13 +10,13 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from unlearnd.methods.adu import balanced_batches
 from unlearnd.models import load
+from unlearnd.world.clip_train import build_clip_world
 from unlearnd.world.clip_world import (
     FIXTURE,
     ClipWorld,
     ClipWorldSpec,
-    balanced_batches,
-    build_clip_world,
     load_clip_world,
     zero_shot_accuracy,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from local_daemon import FingerprintPipeline
 from test_intake import GOOD
 from typer.testing import CliRunner
 
@@ -12,10 +13,9 @@ from unlearnd.cli.common import EXIT_NOT_FOUND
 from unlearnd.cli.main import app
 from unlearnd.config import Settings
 from unlearnd.daemon.intake import Intake
-from unlearnd.daemon.service import open_registry
 from unlearnd.daemon.sink import RegistrySink
-from unlearnd.daemon.testing import FingerprintPipeline
 from unlearnd.daemon.worker import Worker
+from unlearnd.registry import open_registry
 
 
 @pytest.fixture

@@ -17,9 +17,10 @@ from test_intake import GOOD
 
 from unlearnd.config import Settings
 from unlearnd.daemon.inbox import submit
-from unlearnd.daemon.service import open_registry
+from unlearnd.registry import open_registry
 
-PIPELINE = "unlearnd.daemon.testing:FingerprintPipeline"
+PIPELINE = "local_daemon:FingerprintPipeline"  # tests/local_daemon.py, on PYTHONPATH below
+TESTS = str(Path(__file__).resolve().parent)
 
 
 class Served:
@@ -36,6 +37,7 @@ class Served:
                 "UNLEARND_DAEMON__HEARTBEAT_S": "0.5",
                 "UNLEARND_DAEMON__REAP_INTERVAL_S": "0.3",
                 "UNLEARND_TEST_STEP_S": "0.05",
+                "PYTHONPATH": os.pathsep.join(filter(None, [TESTS, os.environ.get("PYTHONPATH")])),
                 **env,
             }
         )

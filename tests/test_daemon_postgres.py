@@ -11,8 +11,8 @@ from test_daemon_crash import Served, check_exactly_once, requests_for, wait_all
 
 from unlearnd.config import Settings
 from unlearnd.daemon.intake import Intake
-from unlearnd.daemon.service import open_registry
 from unlearnd.daemon.sink import RegistrySink
+from unlearnd.registry import open_registry
 
 pytestmark = pytest.mark.postgres
 

@@ -7,16 +7,16 @@ import threading
 import time
 
 import pytest
+from local_daemon import FingerprintPipeline
 from test_intake import GOOD, png, wait_for
 
 from unlearnd.config import Settings
 from unlearnd.daemon.housekeeping import build_scheduler
 from unlearnd.daemon.intake import Intake
-from unlearnd.daemon.service import open_registry
 from unlearnd.daemon.sink import RegistrySink
-from unlearnd.daemon.testing import FingerprintPipeline
 from unlearnd.daemon.worker import Worker
 from unlearnd.evaluation import report
+from unlearnd.registry import open_registry
 
 PASS = {"max_forget_accuracy": 1.0}  # the test pipeline's stand-in metric is always < 1
 

@@ -14,16 +14,14 @@ from typer.testing import CliRunner
 
 from unlearnd.cli.main import app
 from unlearnd.config import ModelSettings, Settings
-from unlearnd.daemon.deployment import Deployment
 from unlearnd.daemon.intake import Intake
-from unlearnd.daemon.service import open_registry
-from unlearnd.daemon.serving import load_version
 from unlearnd.daemon.sink import RegistrySink
 from unlearnd.daemon.unlearn import UnlearningPipeline
 from unlearnd.daemon.worker import Worker
 from unlearnd.evaluation.domains import domain_accuracy
-from unlearnd.methods.adu import as_samples
-from unlearnd.world.clip_world import load_clip_world
+from unlearnd.registry import open_registry
+from unlearnd.serving import Deployment, load_version
+from unlearnd.world.clip_world import as_samples, load_clip_world
 
 GONE = "sketch"
 POOL = 24  # unseen images 0..23 of every (domain, class): the deployment's retain pool

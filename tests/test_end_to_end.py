@@ -8,13 +8,12 @@ import json
 from facts import CITIES, FACTS, FORGET, QUESTION, RETAIN, taught_llava, write_pool
 
 from unlearnd.config import ModelSettings, Settings
-from unlearnd.daemon.deployment import Deployment
 from unlearnd.daemon.intake import Intake
-from unlearnd.daemon.service import open_registry
-from unlearnd.daemon.serving import load_version
 from unlearnd.daemon.sink import RegistrySink
 from unlearnd.daemon.unlearn import UnlearningPipeline
 from unlearnd.daemon.worker import Worker
+from unlearnd.registry import open_registry
+from unlearnd.serving import Deployment, load_version
 
 
 def drop_bundle(inbox_new, name, forget, retain, **fields):

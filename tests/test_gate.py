@@ -1,14 +1,14 @@
 import pytest
 
-from unlearnd.config import GateSettings
-from unlearnd.evaluation.gate import GateError, decide, thresholds
+from unlearnd.config import PromotionSettings
+from unlearnd.evaluation.promotion import ThresholdError, decide, thresholds
 
 PARENT = {"parent_retain_acc": 0.9, "parent_general_acc": 0.8}
 
 
 def test_passing_candidate():
     d = decide(
-        {"forget_acc": 0.1, "retain_acc": 0.88, "general_acc": 0.8, **PARENT}, GateSettings()
+        {"forget_acc": 0.1, "retain_acc": 0.88, "general_acc": 0.8, **PARENT}, PromotionSettings()
     )
     assert d.passed and d.failed == []
     assert [c.name for c in d.checks] == ["forget_acc", "retain_ratio", "general_ratio"]
@@ -23,20 +23,22 @@ def test_passing_candidate():
     ],
 )
 def test_each_threshold_can_fail_and_is_named(metrics, failed):
-    d = decide({**metrics, **PARENT}, GateSettings())
+    d = decide({**metrics, **PARENT}, PromotionSettings())
     assert not d.passed
     assert len(d.failed) == 1 and d.failed[0].startswith(failed)
     assert d.to_dict()["passed"] is False
 
 
 def test_request_overrides_apply_key_by_key():
-    g = thresholds(GateSettings(), {"max_forget_accuracy": 0.6})
-    assert g.max_forget_accuracy == 0.6 and g.min_retain_ratio == GateSettings().min_retain_ratio
+    g = thresholds(PromotionSettings(), {"max_forget_accuracy": 0.6})
+    assert (
+        g.max_forget_accuracy == 0.6 and g.min_retain_ratio == PromotionSettings().min_retain_ratio
+    )
     assert decide({"forget_acc": 0.5, "retain_acc": 0.9, **PARENT}, g).passed
 
 
 def test_bad_overrides_name_the_key():
-    with pytest.raises(GateError, match="gate.max_forget_accuracy"):
-        thresholds(GateSettings(), {"max_forget_accuracy": 2})
-    with pytest.raises(GateError, match="gate.min_recall: unknown threshold"):
-        thresholds(GateSettings(), {"min_recall": 0.5})
+    with pytest.raises(ThresholdError, match="gate.max_forget_accuracy"):
+        thresholds(PromotionSettings(), {"max_forget_accuracy": 2})
+    with pytest.raises(ThresholdError, match="gate.min_recall: unknown threshold"):
+        thresholds(PromotionSettings(), {"min_recall": 0.5})

@@ -143,8 +143,9 @@ def test_a_refusal_names_no_class():
 
 
 def test_a_concept_request_with_real_images_goes_through_the_daemon(built, tmp_path):
+    from local_daemon import LocalDaemon
+
     from unlearnd.config import ModelSettings, Settings
-    from unlearnd.daemon.testing import LocalDaemon
 
     _, out, _ = built
     world = load_image_world(out)
@@ -172,7 +173,7 @@ def test_a_concept_request_with_real_images_goes_through_the_daemon(built, tmp_p
 
 
 def test_a_concept_request_drops_its_own_class_from_the_kept_pool():
-    from unlearnd.daemon.unlearn import without_concept
+    from unlearnd.daemon.job import without_concept
     from unlearnd.models import Sample
 
     pool = [Sample("what is shown ?", a) for a in ("tent", "Box", "ball", "a tent")]

@@ -14,10 +14,10 @@ from PIL import Image
 
 from unlearnd.config import Settings
 from unlearnd.daemon.intake import Intake
-from unlearnd.daemon.request_files import load_request
+from unlearnd.daemon.request_store import load_request
 from unlearnd.daemon.schema import RequestError, parse_request
-from unlearnd.daemon.service import open_registry
 from unlearnd.daemon.sink import RegistrySink
+from unlearnd.registry import open_registry
 
 GOOD = {
     "schema": "unlearnd.request/v1",

@@ -13,8 +13,8 @@ import pytest
 import torch
 from facts import CITIES, FACTS, FORGET, RETAIN, taught_llava
 
-from unlearnd.methods import METHODS, ParamError, get_method, lora
-from unlearnd.methods.apply import apply_artifact, artifact_metadata
+from unlearnd.methods import METHODS, ParamError, apply_artifact, artifact_metadata, get_method
+from unlearnd.methods.shared import lora
 from unlearnd.models import tiny
 
 
@@ -151,7 +151,7 @@ def test_family_is_checked():
 
 def test_reference_is_the_model_before_this_adapter(taught):
     """pi_0 of KL / NPO / PUBG: earlier versions' adapters stay on, the one training is off."""
-    from unlearnd.methods.objectives import reference
+    from unlearnd.methods.shared.objectives import reference
 
     earlier = copy.deepcopy(taught)
     reject = get_method("reject")
@@ -167,7 +167,7 @@ def test_reference_is_the_model_before_this_adapter(taught):
 
 
 def test_ffn_branch_is_exact_and_removable(taught):
-    from unlearnd.methods import ffn_branch
+    from unlearnd.methods.vl_eraser import ffn_branch
 
     fam = copy.deepcopy(taught)
     method = get_method("vl_eraser")

@@ -17,8 +17,7 @@ import pytest
 from methods_world import WORLD_PARAMS, make_split, score
 
 import unlearnd.world as W
-from unlearnd.methods import METHODS, ParamError, get_method
-from unlearnd.methods.apply import apply_artifact, artifact_metadata
+from unlearnd.methods import METHODS, ParamError, apply_artifact, artifact_metadata, get_method
 from unlearnd.models import load
 from unlearnd.registry import open_store
 

@@ -12,10 +12,12 @@ from methods_world import WORLD_PARAMS
 from routing_world import WorldDeployment
 
 import unlearnd.world as W
-from unlearnd.daemon.schema import parse_request
+from unlearnd.config import Settings
 from unlearnd.evaluation import probes
 from unlearnd.methods import get_method
 from unlearnd.models import load
+from unlearnd.serving import Deployment
+from unlearnd.world import probes as world_probes
 
 pytestmark = pytest.mark.skipif(
     not (W.fixture_dir() / "world.json").is_file(), reason="world fixture not built"
@@ -37,7 +39,7 @@ def world_ga():
 
 def test_probes_leak_on_the_base_and_drop_after_ga(world_ga):
     world, base, forgot, pids = world_ga
-    sets = probes.world_probe_sets(world, pids, ("text", "unseen"))
+    sets = world_probes.probe_sets(world, pids, ("text", "unseen"))
     assert {k: len(v) for k, v in sets.items()} == {"leak_text": 15, "leak_unseen": 18}
     before = probes.leak_probes(base, sets)
     after = probes.leak_probes(forgot, sets)
@@ -45,13 +47,13 @@ def test_probes_leak_on_the_base_and_drop_after_ga(world_ga):
     # GA trained on the seen portraits only; measured 0.13 (text) and 0.0 (unseen).
     assert after["leak_text"] <= 0.3 and after["leak_unseen"] <= 0.1, after
     # People nobody asked to forget still leak most facts (measured 0.7: GA spills a little).
-    other = probes.world_probe_sets(world, world.retain_pids[:2], ("text",))
+    other = world_probes.probe_sets(world, world.retain_pids[:2], ("text",))
     assert probes.leak_probes(forgot, other)["leak_text"] >= after["leak_text"] + 0.4
 
 
 def test_relearning_brings_forgotten_facts_back(world_ga):
     world, _, forgot, pids = world_ga
-    train_on, measure_on = probes.world_relearn_sets(world, pids)
+    train_on, measure_on = world_probes.relearn_sets(world, pids)
     assert len(measure_on) == 18 and len(train_on) > 100
     result = probes.relearn(forgot, train_on, measure_on, steps=10)
     # Measured: 0.0 -> 0.67; the served copy is untouched.
@@ -60,24 +62,23 @@ def test_relearning_brings_forgotten_facts_back(world_ga):
     assert probes.leak(forgot, measure_on) == result["relearn_before"]
 
 
-def test_request_probe_sets_find_the_named_people():
+def test_a_deployment_gives_the_probes_about_the_people_a_request_names(tmp_path):
     world = W.load_world()
     person = world.people[world.forget_pids[0]]
-    doc = {
-        "schema": "unlearnd.request/v1",
-        "kind": "entity",
-        "target": {"name": person.name},
-        "forget": [{"question": "Who is this?", "answer": "someone"}],
-    }
-    sets = probes.request_probe_sets(world, parse_request(doc))
+    deployment = Deployment(Settings(workdir=tmp_path))  # the world, through its files
+    sets = deployment.probe_sets([person.name])
     assert set(sets) == {"leak_text", "leak_unseen"}
     assert len(sets["leak_text"]) == 5 and all(person.name in s.question for s in sets["leak_text"])
-    assert probes.request_probe_sets(None, parse_request(doc)) == {}
-    doc["target"]["name"] = "nobody of this world"
-    assert probes.request_probe_sets(world, parse_request(doc)) == {
-        "leak_text": [],
-        "leak_unseen": [],
-    }
+    assert [(s.question, s.answer) for s in sets["leak_unseen"]] == [
+        (s.question, s.answer) for s in world_probes.probe_sets(world, [person.pid])["leak_unseen"]
+    ]
+    # A name inside a longer answer counts; a part of a name does not.
+    assert len(deployment.probe_sets([f"this is {person.name} ."])["leak_text"]) == 5
+    assert deployment.probe_sets([person.first]) == {"leak_text": [], "leak_unseen": []}
+    assert deployment.probe_sets(["nobody of this world"]) == {"leak_text": [], "leak_unseen": []}
+    no_probes = Settings(workdir=tmp_path)
+    no_probes.model.path = str(world.model_dir)
+    assert Deployment(no_probes).probe_sets([person.name]) == {}
 
 
 def test_pipeline_records_the_probes_in_the_version_metrics(tmp_path):

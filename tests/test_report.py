@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from unlearnd.cli import common
 from unlearnd.cli.common import EXIT_NOT_FOUND
 from unlearnd.cli.main import app
-from unlearnd.config import GateSettings
-from unlearnd.evaluation import gate
+from unlearnd.config import PromotionSettings
+from unlearnd.evaluation import promotion
 from unlearnd.evaluation import report as rep
 from unlearnd.registry import open_store
 
@@ -36,7 +36,7 @@ def deletion_metrics(forget: float, retain: float, general: float, **extra) -> d
         "parent_leak_unseen_acc": 1.0,
         **extra,
     }
-    metrics["gate"] = gate.decide(metrics, GateSettings()).to_dict()
+    metrics["gate"] = promotion.decide(metrics, PromotionSettings()).to_dict()
     return metrics
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from unlearnd.evaluation import metrics
-from unlearnd.methods.refusals import DEFAULT_REFUSALS, category_of, refusal_for
+from unlearnd.methods.refuser.refusals import DEFAULT_REFUSALS, category_of, refusal_for
 from unlearnd.routing.concepts import Centers, prototypes, unit_rows
-from unlearnd.routing.gate import Gate, GateSettings
 from unlearnd.routing.pool import decide, new_expert_id, relevance
+from unlearnd.routing.switch import ExpertSwitch, SwitchSettings
 from unlearnd.routing.tasks import Task
 from unlearnd.world import questions as q
 
@@ -53,7 +53,9 @@ def test_pool_new_then_reuse_then_adapt_least_used():
 
 
 def test_gate_switches_on_only_the_matching_expert():
-    gate = Gate([task("r1", 1, "e1", 1), task("r2", 2, "e2", 2)], CENTERS, GateSettings(b=0.6))
+    gate = ExpertSwitch(
+        [task("r1", 1, "e1", 1), task("r2", 2, "e2", 2)], CENTERS, SwitchSettings(b=0.6)
+    )
     v1, t1 = concept(1)
     v3, t3 = concept(3)
     routes = gate.route(np.stack([v1[0], v3[0]]), np.stack([t1[0], t3[0]]))
@@ -62,10 +64,10 @@ def test_gate_switches_on_only_the_matching_expert():
     assert gate.route(None, t1[:1]) == [{}]  # text-only: no visual match, base model
     missing = np.full((1, DIM), np.nan, np.float32)
     assert gate.route(missing, t1[:1]) == [{}]
-    hard = Gate([task("r1", 1, "e1", 1)], CENTERS, GateSettings(b=0.6, mode="hard"))
+    hard = ExpertSwitch([task("r1", 1, "e1", 1)], CENTERS, SwitchSettings(b=0.6, mode="hard"))
     assert hard.route(v1[:1], t1[:1]) == [{"e1": 1.0}]
     with pytest.raises(ValueError, match="continuous or hard"):
-        Gate([], CENTERS, GateSettings(mode="soft"))
+        ExpertSwitch([], CENTERS, SwitchSettings(mode="soft"))
 
 
 def test_prototypes_and_unit_rows():

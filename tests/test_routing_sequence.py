@@ -10,8 +10,7 @@ from __future__ import annotations
 import pytest
 from routing_world import WorldDeployment
 
-from unlearnd.daemon.deployment import Deployment
-from unlearnd.daemon.serving import ServedVersion, load_version
+from unlearnd.serving import Deployment, ServedVersion, load_version
 from unlearnd.world.people import FACT_CATEGORIES, IDENTITY
 
 pytestmark = pytest.mark.slow

@@ -117,7 +117,7 @@ def build_clip(out: Path, seed: int, progress: Progress | None) -> dict | None:
     out/clip_world.json; None when that module is not installed."""
     if importlib.util.find_spec("unlearnd.world.clip_world") is None:
         return None
-    from unlearnd.world.clip_world import build_clip_world
+    from unlearnd.world.clip_train import build_clip_world
 
     def clip_progress(stage: str, done: int, total: int) -> None:
         if progress:

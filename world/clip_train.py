@@ -9,17 +9,23 @@ describes an image counts as a positive for it (multi-positive targets), not as 
 
 from __future__ import annotations
 
+import json
 import math
+import sys
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from unlearnd.models import tiny
+from unlearnd.models.clip import TEMPLATE
 from unlearnd.models.tokenizer import build_word_tokenizer
-from unlearnd.world.clip_world import TEMPLATE, ClipWorld, Progress
+from unlearnd.serving.deployment import describe
+from unlearnd.world.clip_world import ClipWorld, ClipWorldSpec, Progress, zero_shot_accuracy
 
 # Caption templates: {d} is the domain's word ("photo", "sketch", ...), {c} the class.
 DOMAIN_CAPTIONS = ("a {d} of a {c}.", "a {d} of the {c}.", "the {d} of a {c}.", "a {c} {d}.")
@@ -233,3 +239,55 @@ def fit_clip(
             progress("train", step + 1, config.steps)
     model.eval()
     return fam
+
+
+def build_clip_world(
+    out_dir: str | Path,
+    seed: int = 0,
+    progress: Progress | None = None,
+    spec: ClipWorldSpec | None = None,
+    steps: int | None = None,
+) -> dict:
+    """Train the tiny CLIP of the world of `seed`; write out_dir/clip and clip_world.json.
+
+    Returns {"clip_domains": {domain: zero-shot accuracy on unseen images}, "seconds": ...}.
+    `spec` and `steps` shrink the build for tests.
+    """
+    started = time.monotonic()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = spec or ClipWorldSpec(seed=seed)
+    if spec.seed != seed:
+        raise ValueError(f"seed {seed} differs from spec.seed {spec.seed}")
+    config = TrainConfig(seed=seed) if steps is None else TrainConfig(seed=seed, steps=steps)
+    world = ClipWorld(spec, out / "clip", asdict(config))
+    fam = train_clip(world, config, progress)
+    fam.save(out / "clip")
+    if progress:
+        progress("evaluate", 0, 1)
+    world.accuracy = zero_shot_accuracy(fam, world)
+    if progress:
+        progress("evaluate", 1, 1)
+    seconds = round(time.monotonic() - started, 1)
+    world.train["build_seconds"] = seconds
+    (out / "clip_world.json").write_text(json.dumps(world.to_json(), indent=1) + "\n")
+    describe(out, {"clip": {"labels": list(world.classes)}})
+    return {"clip_domains": world.accuracy, "seconds": seconds}
+
+
+def main(argv: list[str]) -> int:
+    """`python -m unlearnd.world.clip_train OUT [SEED]`: rebuild a CLIP world (the fixture)."""
+    if not argv or len(argv) > 2:
+        print("usage: python -m unlearnd.world.clip_train OUT_DIR [SEED]", file=sys.stderr)
+        return 2
+
+    def show(stage: str, done: int, total: int) -> None:
+        print(f"\r{stage}: {done}/{total}", end="\n" if done == total else "", flush=True)
+
+    result = build_clip_world(Path(argv[0]), int(argv[1]) if len(argv) > 1 else 0, show)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -8,28 +8,26 @@ split, i), so a saved world is its clip_world.json plus the trained model folder
     out/clip/             the trained CLIP, an ordinary Hugging Face folder
 
 `build_clip_world(out)` makes one; `load_clip_world()` opens one (default: the committed
-fixture world/assets/clip, rebuilt by `python -m unlearnd.world.clip_world world/assets/clip`).
+fixture world/assets/clip, rebuilt by `python -m unlearnd.world.clip_train world/assets/clip`).
 """
 
 from __future__ import annotations
 
-import json
-import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from unlearnd.models.base import Sample
+from unlearnd.models.clip import TEMPLATE
 from unlearnd.world.clip_draw import DOMAINS, render
 from unlearnd.world.clip_shapes import CLASSES
 from unlearnd.world.files import read_world_json
 
 FIXTURE = Path(__file__).parent / "assets" / "clip"
 SPLITS = ("train", "unseen")
-TEMPLATE = "a photo of a {}."  # ADU's fixed zero-shot prompt
 FORMAT = 1  # version of clip_world.json
 
 Progress = Callable[[str, int, int], None]
@@ -185,32 +183,10 @@ class ClipWorld:
         )
 
 
-def balanced_batches(
-    samples: Sequence[ClipSample], batch_size: int, seed: int = 0
-) -> Iterator[list[ClipSample]]:
-    """Endless batches with the same number of samples from every domain present.
-
-    Each domain's samples are shuffled and cycled on their own, so a small domain is
-    repeated rather than under-represented (ADU's domain-balanced batches).
-    """
-    by_domain: dict[str, list[ClipSample]] = {}
-    for s in samples:
-        by_domain.setdefault(s.domain, []).append(s)
-    if not by_domain:
-        raise ValueError("balanced_batches needs at least one sample")
-    per = batch_size // len(by_domain)
-    if per < 1:
-        raise ValueError(f"batch_size {batch_size} is smaller than the {len(by_domain)} domains")
-    rng = np.random.default_rng(seed)
-    orders = {d: [] for d in by_domain}
-    while True:
-        batch = []
-        for d, items in by_domain.items():
-            while len(orders[d]) < per:
-                orders[d].extend(rng.permutation(len(items)).tolist())
-            batch.extend(items[i] for i in orders[d][:per])
-            del orders[d][:per]
-        yield batch
+def as_samples(items: Sequence[ClipSample]) -> list[Sample]:
+    """CLIP world samples as a domain request's samples (question = domain, answer = class:
+    ADU's convention, methods/adu)."""
+    return [Sample(question=s.domain, answer=s.label, image=s.image) for s in items]
 
 
 def zero_shot_accuracy(fam, world: ClipWorld, per_pair: int | None = None) -> dict[str, float]:
@@ -235,56 +211,3 @@ def load_clip_world(path: str | Path | None = None) -> ClipWorld:
     model = file.parent / "clip"
     world.model_dir = model if (model / "config.json").is_file() else None
     return world
-
-
-def build_clip_world(
-    out_dir: str | Path,
-    seed: int = 0,
-    progress: Progress | None = None,
-    spec: ClipWorldSpec | None = None,
-    steps: int | None = None,
-) -> dict:
-    """Train the tiny CLIP of the world of `seed`; write out_dir/clip and clip_world.json.
-
-    Returns {"clip_domains": {domain: zero-shot accuracy on unseen images}, "seconds": ...}.
-    `spec` and `steps` shrink the build for tests.
-    """
-    from unlearnd.world.clip_train import TrainConfig, train_clip
-
-    started = time.monotonic()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    spec = spec or ClipWorldSpec(seed=seed)
-    if spec.seed != seed:
-        raise ValueError(f"seed {seed} differs from spec.seed {spec.seed}")
-    config = TrainConfig(seed=seed) if steps is None else TrainConfig(seed=seed, steps=steps)
-    world = ClipWorld(spec, out / "clip", asdict(config))
-    fam = train_clip(world, config, progress)
-    fam.save(out / "clip")
-    if progress:
-        progress("evaluate", 0, 1)
-    world.accuracy = zero_shot_accuracy(fam, world)
-    if progress:
-        progress("evaluate", 1, 1)
-    seconds = round(time.monotonic() - started, 1)
-    world.train["build_seconds"] = seconds
-    (out / "clip_world.json").write_text(json.dumps(world.to_json(), indent=1) + "\n")
-    return {"clip_domains": world.accuracy, "seconds": seconds}
-
-
-def main(argv: list[str]) -> int:
-    """`python -m unlearnd.world.clip_world OUT [SEED]`: rebuild a CLIP world (the fixture)."""
-    if not argv or len(argv) > 2:
-        print("usage: python -m unlearnd.world.clip_world OUT_DIR [SEED]", file=sys.stderr)
-        return 2
-
-    def show(stage: str, done: int, total: int) -> None:
-        print(f"\r{stage}: {done}/{total}", end="\n" if done == total else "", flush=True)
-
-    result = build_clip_world(Path(argv[0]), int(argv[1]) if len(argv) > 1 else 0, show)
-    print(json.dumps(result, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))

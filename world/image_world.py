@@ -11,7 +11,9 @@
 
     OUT/vlm/, OUT/clip/       ordinary Hugging Face folders (`unlearnd model info` opens them)
     OUT/image_world.json      the tree's path, classes, domains, questions, config, figures
-    OUT/pools/*.jsonl         retain and general pools for a deployment (`unlearnd init`)
+    OUT/pools/*.jsonl         retain and general pools for a deployment of either model
+    OUT/deployment.json       which pools and routing keys each model is served with
+                              (`unlearnd init --model OUT/vlm` reads it)
 
 The images stay where they are: the folders record their path, never a copy.
 """
@@ -28,13 +30,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from unlearnd.methods.refusals import DEFAULT_REFUSALS, FALLBACK
+from unlearnd.methods.refuser.refusals import DEFAULT_REFUSALS, FALLBACK
 from unlearnd.models import Sample
+from unlearnd.models.clip import TEMPLATE
 from unlearnd.models.generative import Encoded
 from unlearnd.models.tiny import tiny
 from unlearnd.models.tokenizer import build_word_tokenizer
+from unlearnd.serving.deployment import describe
 from unlearnd.world import clip_train
-from unlearnd.world.clip_world import TEMPLATE
 from unlearnd.world.image_tree import ImageTree, open_images, word
 from unlearnd.world.train import lr_factor, optimizer_step
 
@@ -165,6 +168,11 @@ def build_image_world(
         seconds=round(time.monotonic() - started, 1),
     )  # fmt: skip
     write_pools(tree, out / "pools")
+    describe(out, {
+        "vlm": {"retain_pool": "pools/retain.jsonl", "general_pool": "pools/general.jsonl",
+                "routing": ROUTING},
+        "clip": {"retain_pool": "pools/clip_retain.jsonl", "labels": classes},
+    })  # fmt: skip
     record = {
         "format": FORMAT, "root": str(tree.root), "unseen_percent": tree.unseen_percent,
         "domains": list(tree.domains), "classes": list(tree.classes),

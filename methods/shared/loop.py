@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import torch
 
-from unlearnd.methods.base import MethodParams, Progress
+from unlearnd.methods.shared.interface import MethodParams, Progress
 from unlearnd.models.base import ModelFamily
 
 T = TypeVar("T")

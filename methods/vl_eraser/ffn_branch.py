@@ -91,7 +91,7 @@ def export(
 def apply(
     fam: ModelFamily, tensors: dict[str, torch.Tensor], config: dict[str, Any], name: str
 ) -> None:
-    """The applier of `apply: "ffn_branch"` artifacts (see methods/apply.py)."""
+    """The applier of `apply: "ffn_branch"` artifacts (registered in methods/__init__.py)."""
     paths = fam.ffn_paths()
     if list(config.get("paths", [])) != paths:
         raise ValueError("FFN branch artifact does not fit this model's blocks")

@@ -11,10 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from unlearnd.config import GateSettings
+from unlearnd.config import PromotionSettings
 
 
-class GateError(ValueError):
+class ThresholdError(ValueError):
     """A request's gate overrides are not valid thresholds."""
 
 
@@ -28,7 +28,7 @@ class Check:
 
 
 @dataclass(frozen=True)
-class GateDecision:
+class PromotionDecision:
     passed: bool
     checks: list[Check]
 
@@ -48,10 +48,10 @@ class GateDecision:
         }
 
 
-def thresholds(defaults: GateSettings, overrides: dict[str, Any] | None) -> GateSettings:
+def thresholds(defaults: PromotionSettings, overrides: dict[str, Any] | None) -> PromotionSettings:
     """The deployment's thresholds with a request's overrides applied (validated)."""
     try:
-        return GateSettings.model_validate({**defaults.model_dump(), **(overrides or {})})
+        return PromotionSettings.model_validate({**defaults.model_dump(), **(overrides or {})})
     except ValidationError as e:
         msgs = []
         for err in e.errors():
@@ -60,20 +60,20 @@ def thresholds(defaults: GateSettings, overrides: dict[str, Any] | None) -> Gate
                 f"gate.{key}: "
                 + ("unknown threshold" if err["type"] == "extra_forbidden" else err["msg"])
             )
-        raise GateError("; ".join(msgs)) from e
+        raise ThresholdError("; ".join(msgs)) from e
 
 
 def _ratio(candidate: float, parent: float) -> float:
     return candidate / parent if parent > 0 else 1.0
 
 
-def decide(metrics: dict[str, float], gate: BaseModel) -> GateDecision:
+def decide(metrics: dict[str, float], gate: BaseModel) -> PromotionDecision:
     """Compare candidate metrics with thresholds.
 
     `metrics` holds forget_acc, and retain_acc / general_acc of the candidate with
     parent_retain_acc / parent_general_acc of its parent (keys absent = check skipped).
     """
-    g = GateSettings.model_validate(gate.model_dump())
+    g = PromotionSettings.model_validate(gate.model_dump())
     checks = []
     if "forget_acc" in metrics:
         v = metrics["forget_acc"]
@@ -84,4 +84,4 @@ def decide(metrics: dict[str, float], gate: BaseModel) -> GateDecision:
         if f"{split}_acc" in metrics and f"parent_{split}_acc" in metrics:
             r = _ratio(metrics[f"{split}_acc"], metrics[f"parent_{split}_acc"])
             checks.append(Check(f"{split}_ratio", r, minimum, ">=", r >= minimum))
-    return GateDecision(all(c.passed for c in checks), checks)
+    return PromotionDecision(all(c.passed for c in checks), checks)

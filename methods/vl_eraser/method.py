@@ -35,9 +35,15 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from unlearnd.methods import ffn_branch
-from unlearnd.methods.base import Method, MethodParams, MethodResult, ParamError, Progress
-from unlearnd.methods.training import Batches, train
+from unlearnd.methods.shared.interface import (
+    Method,
+    MethodParams,
+    MethodResult,
+    ParamError,
+    Progress,
+)
+from unlearnd.methods.shared.loop import Batches, train
+from unlearnd.methods.vl_eraser import ffn_branch
 from unlearnd.models.base import ModelFamily, Sample
 
 TRAINING = "vl_eraser_training"
@@ -183,6 +189,7 @@ class VLEraser(Method):
     summary = "distil D_f into a null-space FFN branch (retain-orthogonal), then subtract it"
     families = ("llava", "qwen2_vl")
     Params = VLEraserParams
+    appliers = {"ffn_branch": ffn_branch.apply}
 
     def fit(
         self,

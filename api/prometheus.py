@@ -26,6 +26,7 @@ from prometheus_client.core import (
 
 from unlearnd import __version__
 from unlearnd.api.state import ApiState, state
+from unlearnd.registry import RegistryStore
 from unlearnd.registry.records import JOB_STATES
 
 log = logging.getLogger("unlearnd.api.metrics")
@@ -45,7 +46,7 @@ def _histogram(name: str, doc: str, by_label: dict[str, list[float]]) -> Histogr
     return family
 
 
-def _all_versions(store: Any):
+def _all_versions(store: RegistryStore):
     """Every version, newest first, a page at a time (keyset paging: no offset scans)."""
     before = None
     while True:
@@ -73,7 +74,7 @@ class RegistryCollector:
         yield up
         yield from families
 
-    def _from_registry(self, store: Any):
+    def _from_registry(self, store: RegistryStore):
         # One query for every job metric. The store has no aggregate query (yet); at a few
         # thousand jobs this is milliseconds.
         jobs = store.list_jobs()

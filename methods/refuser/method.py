@@ -19,11 +19,11 @@ from collections.abc import Sequence
 import torch
 from pydantic import Field
 
-from unlearnd.methods import lora
-from unlearnd.methods.base import Method, MethodResult, Progress
-from unlearnd.methods.objectives import RetainTerm, fit_lora
-from unlearnd.methods.refusals import DEFAULT_REFUSALS, refusal_for
-from unlearnd.methods.training import Batches
+from unlearnd.methods.refuser.refusals import DEFAULT_REFUSALS, refusal_for
+from unlearnd.methods.shared import lora
+from unlearnd.methods.shared.interface import MethodResult, Needs, Progress
+from unlearnd.methods.shared.loop import Batches
+from unlearnd.methods.shared.objectives import RetainTerm, fit_lora
 from unlearnd.models.base import ModelFamily, Sample
 
 
@@ -58,10 +58,11 @@ def as_refusals(samples: Sequence[Sample], params: RefuserParams) -> list[Sample
     return [Sample(s.question, refusal_for(s.question, table), s.image) for s in samples]
 
 
-class Refuser(Method):
+class Refuser(lora.LoraMethod):
     name = "refuser"
     summary = "CORE-style refuser expert: projector LoRA, category-aware refusals, gated by concept"
     Params = RefuserParams
+    needs = Needs(routing=True)
 
     def fit(
         self,

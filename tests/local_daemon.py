@@ -20,8 +20,8 @@ import torch
 
 from unlearnd.config import Settings
 from unlearnd.daemon.pipeline import PipelineResult, Progress, WorkItem
-from unlearnd.daemon.request_files import open_image
-from unlearnd.evaluation.gate import decide, thresholds
+from unlearnd.daemon.request_store import open_image
+from unlearnd.evaluation.promotion import decide, thresholds
 
 STEP_ENV = "UNLEARND_TEST_STEP_S"  # seconds per "training" step, so tests can catch a run
 
@@ -47,7 +47,7 @@ class FingerprintPipeline:
         weights = torch.stack(rows) if rows else torch.zeros(0, 8)
         sha = store.artifacts.put_tensors(
             {"fingerprint": weights.contiguous()},
-            {"request_id": request.request_id, "producer": "unlearnd.daemon.testing"},
+            {"request_id": request.request_id, "producer": "tests/local_daemon.py"},
         )
         progress.checkpoint("after_artifact")
         progress.stage("evaluating")
@@ -93,9 +93,9 @@ class LocalDaemon:
 
     def __init__(self, settings: Settings, pipeline: Any = None):
         from unlearnd.daemon.intake import Intake
-        from unlearnd.daemon.service import open_registry
         from unlearnd.daemon.sink import RegistrySink
         from unlearnd.daemon.unlearn import UnlearningPipeline
+        from unlearnd.registry import open_registry
 
         settings.daemon.stable_checks = 1  # a bundle is renamed in whole: no need to wait
         self.settings = settings
@@ -119,8 +119,7 @@ class LocalDaemon:
 
     def version(self, version_id: int | None = None):
         """A version as served (default: live), through the same loader as `generate`."""
-        from unlearnd.daemon.deployment import Deployment
-        from unlearnd.daemon.serving import load_version
+        from unlearnd.serving import Deployment, load_version
 
         chosen = version_id if version_id is not None else self.store.get_alias("live")
         return load_version(Deployment(self.settings), self.store, chosen)

@@ -32,10 +32,16 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from unlearnd.methods import visual_tokens as vt
-from unlearnd.methods.base import Method, MethodParams, MethodResult, ParamError, Progress
-from unlearnd.methods.objectives import token_kl
-from unlearnd.methods.training import Batches, frozen_base, train
+from unlearnd.methods.cagul import visual_tokens as vt
+from unlearnd.methods.shared.interface import (
+    Method,
+    MethodParams,
+    MethodResult,
+    ParamError,
+    Progress,
+)
+from unlearnd.methods.shared.loop import Batches, frozen_base, train
+from unlearnd.methods.shared.objectives import token_kl
 from unlearnd.models.base import ModelFamily, Sample
 
 
@@ -115,6 +121,7 @@ class CAGUL(Method):
     )
     families = ("llava",)
     Params = CAGULParams
+    appliers = {"visual_tokens": vt.apply}
 
     def fit(
         self,

@@ -244,7 +244,7 @@ def export(rewriter: Rewriter) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
 def apply(
     fam: ModelFamily, tensors: dict[str, torch.Tensor], config: dict[str, Any], name: str
 ) -> None:
-    """The applier of `apply: "visual_tokens"` artifacts (see methods/apply.py)."""
+    """The applier of `apply: "visual_tokens"` artifacts (registered in methods/__init__.py)."""
     if fam.family != "llava":
         raise ValueError(f"visual token rewriters apply to a llava model, not {fam.family}")
     if config.get("width") != width(fam) or any(k not in tensors for k in KEYS):

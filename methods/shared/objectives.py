@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 import torch
 from peft.tuners.lora import LoraLayer
 
-from unlearnd.methods import lora
-from unlearnd.methods.base import MethodResult, Progress
-from unlearnd.methods.training import Batches, train
+from unlearnd.methods.shared import lora
+from unlearnd.methods.shared.interface import MethodResult, Progress
+from unlearnd.methods.shared.loop import Batches, train
 from unlearnd.models.base import ModelFamily, Sample
 
 

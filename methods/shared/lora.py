@@ -23,7 +23,7 @@ from peft.tuners.tuners_utils import set_adapter
 from pydantic import Field
 from torch import nn
 
-from unlearnd.methods.base import MethodParams
+from unlearnd.methods.shared.interface import Method, MethodParams
 from unlearnd.models.base import ModelFamily
 
 ADAPTER = "default"
@@ -169,3 +169,10 @@ def apply(
     _load_state(fam.model, tensors, name)
     _activate_all(fam.model)
     fam.model.eval()
+
+
+class LoraMethod(Method):
+    """A method whose result is one PEFT LoRA adapter (apply recipe "lora")."""
+
+    Params = LoraParams
+    appliers = {"lora": apply}

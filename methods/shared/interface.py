@@ -1,11 +1,14 @@
-"""What every unlearning method is: declared families, validated params, a `fit`.
+"""What every unlearning method is: declared families and needs, validated params, a `fit`.
 
 A method trains on the forget set (and usually the retain set) of one request and returns
-tensors for the artifact store plus the recipe to apply them at inference (`apply`).
+tensors for the artifact store plus the recipe to apply them at inference (`apply`, one of
+the method's `appliers`). What it asks of the pipeline beyond its samples it declares in
+`needs`, so the pipeline never asks which method it runs.
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from unlearnd.models.base import ModelFamily, Sample
 
 Progress = Callable[[int, int, float], None]  # (step, total_steps, loss)
+# Attaches stored tensors to a model in place: (fam, tensors, config, adapter name).
+Applier = Callable[[ModelFamily, dict[str, torch.Tensor], dict[str, Any], str], None]
 
 
 class ParamError(ValueError):
@@ -50,11 +55,30 @@ class MethodResult:
     losses: list[float] = field(default_factory=list)
 
 
+def artifact_metadata(result: MethodResult, method: str) -> dict[str, str]:
+    """The string metadata stored beside the tensors: enough to apply them later."""
+    return {"apply": result.apply, "config": json.dumps(result.config), "method": method}
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a method asks of the pipeline beyond the request's forget and retain samples."""
+
+    # A routed expert (CORE): the pipeline decomposes the request into concepts, picks the
+    # expert (new, reused or adapted), passes its current tensors (`init`) and the forget
+    # samples of the requests it already serves (`replay`) to `fit`, and the version switches
+    # the expert on per query by concept instead of applying it to every query.
+    routing: bool = False
+
+
 class Method(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
     families: ClassVar[tuple[str, ...]] = ("llava", "qwen2_vl")
     Params: ClassVar[type[MethodParams]] = MethodParams
+    needs: ClassVar[Needs] = Needs()
+    # apply recipe -> its applier, for every recipe this method's results name
+    appliers: ClassVar[dict[str, Applier]] = {}
 
     def validate_params(self, raw: dict[str, Any] | None) -> MethodParams:
         try:

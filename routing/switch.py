@@ -1,4 +1,4 @@
-"""The gate at inference: which experts a query switches on, and how strongly.
+"""The expert switch at inference (CORE's gate): which experts a query turns on, how strongly.
 
 The query's image and instruction are embedded like concept vectors and searched in one
 FAISS index per modality; for each request in the version, cos_v and cos_t are the best
@@ -23,15 +23,15 @@ SEARCH_K = 64  # neighbours per modality; requests beyond them count as unrelate
 
 
 @dataclass(frozen=True)
-class GateSettings:
+class SwitchSettings:
     a: float = 100.0
     b: float = 0.05
     mode: str = "continuous"  # or "hard"
     threshold: float = 0.5
 
 
-class Gate:
-    def __init__(self, tasks: list[Task], centers: Centers, settings: GateSettings):
+class ExpertSwitch:
+    def __init__(self, tasks: list[Task], centers: Centers, settings: SwitchSettings):
         if settings.mode not in ("continuous", "hard"):
             raise ValueError(f"gate mode must be continuous or hard, not {settings.mode!r}")
         self.tasks, self.centers, self.settings = tasks, centers, settings

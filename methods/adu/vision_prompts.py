@@ -165,7 +165,7 @@ def export(modules: list[LayerPrompts]) -> tuple[dict[str, torch.Tensor], dict[s
 def apply(
     fam: ModelFamily, tensors: dict[str, torch.Tensor], config: dict[str, Any], name: str
 ) -> None:
-    """The applier of `apply: "vision_prompts"` artifacts (see methods/apply.py)."""
+    """The applier of `apply: "vision_prompts"` artifacts (registered in methods/__init__.py)."""
     if fam.family != "clip":
         raise ValueError(f"vision prompts apply to a CLIP model, not {fam.family}")
     width = fam.model.config.vision_config.hidden_size

@@ -3,8 +3,7 @@
 Samples carry what a CLIP method needs in the plain `Sample` fields:
     question = the image's domain name ("sketch"), answer = its class name ("car").
 `forget` holds the images of the domains to forget, `retain` those of the domains to keep;
-the classes are every answer seen (forget first, in order of appearance). `as_samples`
-converts the CLIP world's samples.
+the classes are every answer seen (forget first, in order of appearance).
 
 Frozen CLIP, fixed template "a photo of a {class}."; trained: deep vision prompts
 (`n_tokens` in the first `depth` vision layers, default all but the last: the paper's 9 of
@@ -21,17 +20,26 @@ The artifact is the prompts (+ InstaPG), applied by hooks ("vision_prompts").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from unlearnd.methods import vision_prompts
-from unlearnd.methods.base import Method, MethodParams, MethodResult, ParamError, Progress
-from unlearnd.methods.training import frozen_base, train
+from unlearnd.methods.adu import vision_prompts
+from unlearnd.methods.shared.interface import (
+    Method,
+    MethodParams,
+    MethodResult,
+    ParamError,
+    Progress,
+)
+from unlearnd.methods.shared.loop import frozen_base, train
 from unlearnd.models.base import ModelFamily, Sample
-from unlearnd.world.clip_world import TEMPLATE, ClipSample, balanced_batches
+from unlearnd.models.clip import TEMPLATE
 
 TRAINING = "adu_training"
 HEAD = "unlearnd_adu_domain_head"
@@ -54,9 +62,41 @@ class ADUParams(MethodParams):
     forget_weight: float = Field(1.0, ge=0, description="weight of the forget loss")
 
 
-def as_samples(items: Sequence[ClipSample]) -> list[Sample]:
-    """CLIP world samples as method samples (question = domain, answer = class)."""
-    return [Sample(question=s.domain, answer=s.label, image=s.image) for s in items]
+@dataclass(frozen=True)
+class Item:
+    """One training image, by its index into the request's images, and its domain."""
+
+    index: int
+    domain: str
+
+
+T = TypeVar("T")  # anything with a `.domain`
+
+
+def balanced_batches(items: Sequence[T], batch_size: int, seed: int = 0) -> Iterator[list[T]]:
+    """Endless batches with the same number of items from every domain present (`.domain`).
+
+    Each domain's items are shuffled and cycled on their own, so a small domain is repeated
+    rather than under-represented (ADU's domain-balanced batches).
+    """
+    by_domain: dict[str, list[T]] = {}
+    for s in items:
+        by_domain.setdefault(s.domain, []).append(s)
+    if not by_domain:
+        raise ValueError("balanced_batches needs at least one sample")
+    per = batch_size // len(by_domain)
+    if per < 1:
+        raise ValueError(f"batch_size {batch_size} is smaller than the {len(by_domain)} domains")
+    rng = np.random.default_rng(seed)
+    orders: dict[str, list[int]] = {d: [] for d in by_domain}
+    while True:
+        batch = []
+        for d, group in by_domain.items():
+            while len(orders[d]) < per:
+                orders[d].extend(rng.permutation(len(group)).tolist())
+            batch.extend(group[i] for i in orders[d][:per])
+            del orders[d][:per]
+        yield batch
 
 
 def mmd2(feats: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
@@ -91,20 +131,12 @@ class _Data:
             raise ParamError(f"method 'adu': domains both forgotten and kept: {sorted(both)}")
         if len(self.classes) < 2:
             raise ParamError("method 'adu' needs at least two classes (the samples' answers)")
-        self.samples = [
-            ClipSample(
-                s.image,
-                s.answer,
-                s.question,
-                self.classes.index(s.answer),
-                self.domains.index(s.question),
-                index=i,
-            )
-            for i, s in enumerate(items)
-        ]
+        self.samples = [Item(i, s.question) for i, s in enumerate(items)]
         self.pixels = fam._pixels([s.image for s in items])
-        self.label = torch.tensor([s.label_index for s in self.samples], device=fam.device)
-        self.domain = torch.tensor([s.domain_index for s in self.samples], device=fam.device)
+        labels = [self.classes.index(s.answer) for s in items]
+        self.label = torch.tensor(labels, device=fam.device)
+        domains = [self.domains.index(s.question) for s in items]
+        self.domain = torch.tensor(domains, device=fam.device)
         self.forget = torch.arange(len(items), device=fam.device) < len(forget)
 
 
@@ -113,6 +145,7 @@ class ADU(Method):
     summary = "forget image domains of a CLIP classifier: deep vision prompts + InstaPG + DDL"
     families = ("clip",)
     Params = ADUParams
+    appliers = {"vision_prompts": vision_prompts.apply}
 
     def fit(
         self,

@@ -1,0 +1,119 @@
+"""One job's inputs, read once: the request's samples with their images, what the method
+trains against, and the sets its candidate and parent are scored on.
+
+Every step of the pipeline takes this value; none reads the request again. What differs
+between deployments is decided here, by the model's family and the request's kind, never by
+the method's name:
+- a vision-language model answers questions: scored on the forget samples, held-out retain
+  and general pool rows, and the deployment's probes about the named target
+  (evaluation/candidate.py);
+- a CLIP classifies images and takes domain requests: scored per domain on held-out pool
+  images plus the request's own (evaluation/domains.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from unlearnd.daemon.pipeline import WorkItem
+from unlearnd.daemon.request_store import open_image
+from unlearnd.daemon.schema import RequestV1
+from unlearnd.evaluation.candidate import AnswerSets
+from unlearnd.evaluation.domains import DomainSets
+from unlearnd.evaluation.text import normalise
+from unlearnd.methods import Method, MethodParams, get_method
+from unlearnd.models import Sample
+from unlearnd.serving import Deployment, DeploymentError
+
+Evaluation = AnswerSets | DomainSets
+
+
+class RequestMismatch(ValueError):
+    """The request does not fit the deployment's model (its kind or its method)."""
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    item: WorkItem
+    method: Method
+    params: MethodParams
+    forget: list[Sample]
+    retain: list[Sample]  # what the method trains against
+    evaluation: Evaluation  # how the parent and the candidate are scored
+
+    @property
+    def request(self) -> RequestV1:
+        return self.item.request
+
+    @property
+    def request_id(self) -> str:
+        return self.item.request_id
+
+
+def check_fits(kind: str, method: Method, family: str) -> None:
+    """A CLIP classifies images: it takes domain requests only, and only a domain request
+    needs one. The method must support the family (checked here, not after loading)."""
+    if kind == "domain" and family != "clip":
+        raise RequestMismatch(
+            f"a domain request needs a CLIP deployment; this one serves a {family} model"
+        )
+    if family == "clip" and kind != "domain":
+        raise RequestMismatch(f"a CLIP deployment takes domain requests only, not {kind!r}")
+    if family not in method.families:
+        raise RequestMismatch(
+            f"method {method.name!r} supports {', '.join(method.families)}, "
+            f"not this deployment's {family} model"
+        )
+
+
+def without_concept(pool: list[Sample], kind: str, forget: list[Sample]) -> list[Sample]:
+    """A concept request's own answers are what it forgets: pool samples that answer with
+    them (a giraffe picture in a pool of every class) are neither kept nor scored as kept."""
+    if kind != "concept":
+        return pool
+    gone = {normalise(s.answer) for s in forget}
+    return [s for s in pool if normalise(s.answer) not in gone]
+
+
+def load_inputs(item: WorkItem, deployment: Deployment) -> JobInputs:
+    req = item.request
+    method = get_method(req.method or item.settings.daemon.default_method)
+    params = method.validate_params(req.params)
+    check_fits(req.kind, method, deployment.family)
+    forget = [Sample(s.question, s.answer, open_image(item.folder, s)) for s in req.forget]
+    own_retain = [
+        Sample(s.question, s.answer, open_image(item.folder, s)) for s in (req.retain or [])
+    ]
+    if deployment.family == "clip":
+        retain, evaluation = _domain_sets(deployment, forget, own_retain)
+    else:
+        retain = own_retain or without_concept(deployment.retain_pool("train"), req.kind, forget)
+        sets = {
+            "forget": forget,
+            "retain": without_concept(deployment.retain_pool("eval"), req.kind, forget),
+            "general": deployment.general_pool(),
+        }
+        # The deployment's probes about the target (leak_text_acc, parent_leak_text_acc...).
+        sets.update(deployment.probe_sets([req.target.name, *(s.answer for s in req.forget)]))
+        evaluation = AnswerSets(sets)
+    return JobInputs(item, method, params, forget, retain, evaluation)
+
+
+def _domain_sets(
+    deployment: Deployment, forget: list[Sample], own_retain: list[Sample]
+) -> tuple[list[Sample], DomainSets]:
+    """A domain request: trained against the kept domains' rows, scored on every domain."""
+    gone = sorted({s.question for s in forget})
+    # The pool holds every domain: the forgotten ones' rows are scored, never kept.
+    pool_train = [s for s in deployment.retain_pool("train") if s.question not in gone]
+    retain = own_retain or pool_train
+    if not retain:
+        raise DeploymentError(
+            "a domain request needs images of the kept domains: give `retain` or "
+            "configure the deployment's model.retain_pool"
+        )
+    # Held-out pool images of every domain plus the request's own: the forgotten domains'
+    # unseen images say whether the forgetting generalises beyond the forget set.
+    evaluation = [*deployment.retain_pool("eval"), *forget, *own_retain]
+    classes = list(dict.fromkeys(s.answer for s in [*forget, *retain, *evaluation]))
+    return retain, DomainSets(evaluation, classes, gone)

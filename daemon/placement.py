@@ -1,0 +1,160 @@
+"""Where a trained result goes in the new version, by what the method declares it needs.
+
+- An always-on adapter (every method without `needs.routing`): trained on the parent as it
+  serves, stored as `artifacts["adapter:<request>"]`, applied to every query.
+- A routed expert (`needs.routing`, CORE): the request is decomposed into concepts, the pool
+  picks an expert (new, reused or adapted), the expert trains from its current tensors with
+  the forget samples of the requests it already serves replayed, and the version stores it
+  as `experts[<id>]` with this request's concepts (`artifacts["concepts:<request>"]`); the
+  switch turns it on per query.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from unlearnd.daemon.job import JobInputs
+from unlearnd.daemon.pipeline import Progress
+from unlearnd.daemon.request_store import load_request, open_image, requests_root
+from unlearnd.methods import artifact_metadata
+from unlearnd.methods.shared import lora
+from unlearnd.models import Sample
+from unlearnd.registry import RegistryStore
+from unlearnd.routing.concepts import decompose
+from unlearnd.routing.pool import decide
+from unlearnd.routing.switch import ExpertSwitch
+from unlearnd.routing.tasks import CONCEPTS_PREFIX, Task, load_tasks
+from unlearnd.serving import Deployment, RoutedModel
+from unlearnd.serving.version import ADAPTER_PREFIX, switch_settings
+
+log = logging.getLogger("unlearnd.daemon.placement")
+
+
+@dataclass
+class Placed:
+    manifest: dict[str, Any]  # the parent's, with this request's result
+    candidate: RoutedModel  # the model as the new version serves it, for scoring
+    losses: list[float]
+    routing: dict[str, Any] | None = None  # the pool's decision, for the version's metrics
+    records: dict[str, Any] | None = None  # expert and concept rows the commit records
+
+
+def _steps(progress: Progress):
+    return lambda s, n, loss: progress.step(s, n, loss=loss)
+
+
+class AdapterPlacement:
+    def __init__(self, deployment: Deployment):
+        self.deployment = deployment
+
+    def fit(
+        self,
+        inputs: JobInputs,
+        parent: RoutedModel,
+        manifest: dict[str, Any],
+        store: RegistryStore,
+        progress: Progress,
+    ) -> Placed:
+        method = inputs.method
+        result = method.fit(parent.fam, inputs.forget, inputs.retain, inputs.params,
+                            progress=_steps(progress))  # fmt: skip
+        progress.stage("storing")
+        sha = store.artifacts.put_tensors(result.tensors, artifact_metadata(result, method.name))
+        key = f"{ADAPTER_PREFIX}{inputs.request_id}"
+        new_manifest = {**manifest, "artifacts": {**manifest["artifacts"], key: sha}}
+        # The adapter stays attached to the parent's weights: that is the candidate.
+        return Placed(new_manifest, parent, result.losses)
+
+
+def replay_samples(settings: Any, request_ids: list[str]) -> list[Sample]:
+    """The forget samples of earlier requests, read back from their saved folders."""
+    out = []
+    for rid in request_ids:
+        request, folder = load_request(requests_root(settings), rid)
+        out += [Sample(s.question, s.answer, open_image(folder, s)) for s in request.forget]
+    return out
+
+
+class ExpertPlacement:
+    def __init__(self, deployment: Deployment):
+        self.deployment = deployment
+
+    def fit(
+        self,
+        inputs: JobInputs,
+        parent: RoutedModel,
+        manifest: dict[str, Any],
+        store: RegistryStore,
+        progress: Progress,
+    ) -> Placed:
+        fam, settings = parent.fam, self.deployment.settings
+        r = settings.routing
+        centers = self.deployment.centers(fam)
+        tasks = load_tasks(manifest, store.artifacts)
+        target = inputs.request.target
+        texts = [f"{target.name} . {target.description}".strip(" .")]
+        kind = centers.visual_vector
+        visual, textual = decompose(fam, inputs.forget, texts, r.prototypes,
+                                    inputs.params.seed, kind)  # fmt: skip
+        decision = decide(
+            inputs.request_id,
+            (visual, textual),
+            tasks,
+            centers,
+            pool_size=r.pool_size,
+            reuse_threshold=r.reuse_threshold,
+            a=r.relevance_a,
+            b=r.relevance_b,
+        )
+        log.info("request %s: %s expert %s", inputs.request_id, decision.action,
+                 decision.expert_id)  # fmt: skip
+
+        experts = dict(manifest.get("experts") or {})
+        init = None
+        if decision.action != "new":
+            init = store.artifacts.load_tensors(experts[decision.expert_id])
+        replay = replay_samples(settings, decision.replay)
+        parent.turn({})  # every other expert stays off (and frozen) while this one trains
+        method = inputs.method
+        result = method.fit(fam, inputs.forget, inputs.retain, inputs.params, _steps(progress),
+                            init=init, replay=replay)  # fmt: skip
+
+        expert_sha = store.artifacts.put_tensors(
+            result.tensors, artifact_metadata(result, method.name)
+        )
+        seq = 1 + max((t.seq for t in tasks), default=0)
+        task = Task(inputs.request_id, decision.expert_id, target.name, visual, textual, seq, kind)
+        concepts_sha = store.artifacts.put_tensors(task.tensors(), task.metadata())
+        experts[decision.expert_id] = expert_sha
+        concepts_key = f"{CONCEPTS_PREFIX}{inputs.request_id}"
+        new_manifest = {
+            **manifest,
+            "experts": experts,
+            "artifacts": {**manifest["artifacts"], concepts_key: concepts_sha},
+        }
+
+        # The candidate serves the trained adapter as this expert; its old copy stays off.
+        adapters = {k: v for k, v in parent.adapters.items() if k != decision.expert_id}
+        if decision.expert_id in parent.adapters:
+            lora.set_weights(fam.model, {parent.adapters[decision.expert_id]: 0.0})
+        adapters[decision.expert_id] = lora.ADAPTER
+        switch = ExpertSwitch([*tasks, task], centers, switch_settings(settings))
+        candidate = RoutedModel(fam, switch, adapters)
+        candidate.turn({})
+        records = {
+            "expert": {"id": decision.expert_id, "artifact_sha256": expert_sha,
+                       "kind": method.name,
+                       "data": {"last_request": inputs.request_id, "action": decision.action}},
+            "concepts": [{"modality": m, "vector": v.astype("<f4").tobytes(),
+                          "label": target.name}
+                         for m, rows in (("visual", visual), ("textual", textual)) for v in rows],
+        }  # fmt: skip
+        return Placed(new_manifest, candidate, result.losses, decision.to_dict(), records)
+
+
+def placement_for(inputs: JobInputs, deployment: Deployment) -> AdapterPlacement | ExpertPlacement:
+    return (
+        ExpertPlacement(deployment) if inputs.method.needs.routing else AdapterPlacement(deployment)
+    )

@@ -1,0 +1,155 @@
+"""A version as a model: the base weights, every adapter its manifest names, and its switch.
+
+Method adapters (`artifacts["adapter:<request>"]`) are always on. Refuser experts
+(`experts[<id>]`) are switched per query by the expert switch built from the version's
+concepts (`artifacts["concepts:<request>"]`). Used by the pipeline (train on the parent,
+score the candidate), `unlearnd generate`, the API and the demo. Every artifact is verified
+by the store before it is applied.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from unlearnd.methods import apply_artifact
+from unlearnd.methods.shared import lora
+from unlearnd.models import ModelFamily, Sample
+from unlearnd.registry import ArtifactStore, RegistryStore
+from unlearnd.routing.concepts import visual_vectors
+from unlearnd.routing.switch import ExpertSwitch, SwitchSettings
+from unlearnd.routing.tasks import load_tasks
+from unlearnd.serving.deployment import Deployment
+
+ADAPTER_PREFIX = "adapter:"  # manifest["artifacts"] keys of method adapters: adapter:<request>
+Routes = list[dict[str, float]]  # per query: expert id -> beta, for the experts it turns on
+
+
+def base_manifest() -> dict[str, Any]:
+    return {"experts": {}, "artifacts": {}, "concept_index": None}
+
+
+def apply_manifest(
+    fam: ModelFamily, manifest: dict[str, Any], artifacts: ArtifactStore
+) -> list[str]:
+    """Apply every method adapter of the manifest to `fam` in place (experts are not
+    applied: see load_experts); returns their manifest keys."""
+    applied = []
+    for key, sha in sorted((manifest.get("artifacts") or {}).items()):
+        if not key.startswith(ADAPTER_PREFIX):
+            continue
+        name = f"a{len(applied)}"  # PEFT adapter names must be attribute-safe
+        apply_artifact(fam, artifacts.load_tensors(sha), artifacts.load_metadata(sha), name)
+        applied.append(key)
+    return applied
+
+
+def load_experts(
+    fam: ModelFamily, manifest: dict[str, Any], artifacts: ArtifactStore
+) -> dict[str, str]:
+    """Apply every expert of the manifest, switched off; returns expert id -> adapter name."""
+    names = {}
+    for i, (expert, sha) in enumerate(sorted((manifest.get("experts") or {}).items())):
+        names[expert] = f"x{i}"
+        apply_artifact(fam, artifacts.load_tensors(sha), artifacts.load_metadata(sha), f"x{i}")
+    lora.set_weights(fam.model, dict.fromkeys(names.values(), 0.0))
+    return names
+
+
+def switch_settings(settings: Any) -> SwitchSettings:
+    r = settings.routing
+    return SwitchSettings(r.relevance_a, r.relevance_b, r.gate, r.hard_threshold)
+
+
+class RoutedModel:
+    """`fam` with its experts switched per query by `switch` (duck-types `generate` for
+    evaluation.candidate)."""
+
+    def __init__(self, fam: ModelFamily, switch: ExpertSwitch | None, adapters: dict[str, str]):
+        self.fam, self.switch, self.adapters = fam, switch, adapters
+
+    @torch.no_grad()
+    def routes(self, samples: list[Sample]) -> Routes:
+        if self.switch is None or not samples:
+            return [{} for _ in samples]
+        self.turn({})  # concept vectors are taken with every expert off (answer states move)
+        text = self.fam.text_embedding([s.question for s in samples]).numpy()
+        with_image = [i for i, s in enumerate(samples) if s.image is not None]
+        visual = None
+        if with_image:
+            kind = self.switch.centers.visual_vector
+            feats = visual_vectors(self.fam, [samples[i] for i in with_image], kind).numpy()
+            visual = np.full((len(samples), feats.shape[1]), np.nan, np.float32)
+            visual[with_image] = feats
+        return self.switch.route(visual, text)
+
+    def generate(
+        self, batch: list[Sample], max_new_tokens: int = 16, routes: Routes | None = None
+    ) -> list[str]:
+        """Greedy answers; queries with the same expert weights share one forward pass.
+        `routes`: the batch's routing when the caller has it already (it is not redone)."""
+        routes = self.routes(batch) if routes is None else routes
+        groups: dict[tuple, list[int]] = {}
+        for i, betas in enumerate(routes):
+            groups.setdefault(tuple(sorted((k, round(v, 3)) for k, v in betas.items())), []).append(
+                i
+            )
+        out = [""] * len(batch)
+        for key, idx in groups.items():
+            self.turn(dict(key))
+            texts = self.fam.generate([batch[i] for i in idx], max_new_tokens=max_new_tokens)
+            for i, text in zip(idx, texts, strict=True):
+                out[i] = text
+        self.turn({})
+        return out
+
+    def turn(self, betas: dict[str, float]) -> None:
+        """Set every expert's weight: `betas` (expert id -> beta), the others off."""
+        weights = {name: betas.get(expert, 0.0) for expert, name in self.adapters.items()}
+        if weights:
+            lora.set_weights(self.fam.model, weights)
+
+    def routing_info(self, betas: dict[str, float]) -> dict[str, Any]:
+        """One query's routing as answers report it."""
+        return {
+            "gate": self.switch.settings.mode if self.switch else "none",
+            "experts": {k: round(v, 4) for k, v in betas.items()},
+            "base_model_only": not betas,
+        }
+
+
+def routed(
+    fam: ModelFamily, manifest: dict[str, Any], artifacts: ArtifactStore, deployment: Deployment
+) -> RoutedModel:
+    """Load the manifest's experts into `fam` and build its switch (None when it has none)."""
+    adapters = load_experts(fam, manifest, artifacts)
+    tasks = load_tasks(manifest, artifacts)
+    switch = None
+    if tasks:
+        switch = ExpertSwitch(tasks, deployment.centers(fam), switch_settings(deployment.settings))
+    return RoutedModel(fam, switch, adapters)
+
+
+def manifest_of(store: RegistryStore, version_id: int | None) -> dict[str, Any]:
+    """A version's manifest with every section present (None: the base model's)."""
+    if version_id is None:
+        return base_manifest()
+    return {**base_manifest(), **store.get_version(version_id).manifest}
+
+
+def load_onto(
+    fam: ModelFamily, manifest: dict[str, Any], artifacts: ArtifactStore, deployment: Deployment
+) -> RoutedModel:
+    """`fam` (base weights) as the version with this manifest serves it."""
+    apply_manifest(fam, manifest, artifacts)
+    return routed(fam, manifest, artifacts, deployment)
+
+
+def load_version(
+    deployment: Deployment, store: RegistryStore, version_id: int | None
+) -> RoutedModel:
+    """The model as of `version_id` (None: the base model), with its switch."""
+    manifest = manifest_of(store, version_id)
+    return load_onto(deployment.load_base(), manifest, store.artifacts, deployment)
