@@ -125,7 +125,12 @@ def _submit(api, body: bytes, name: str) -> JSONResponse:
         path = Path(tmp) / name
         path.write_bytes(body)
         try:
-            accepted = accept(read_item(path, s.limits), s.limits, s.daemon.default_method)
+            accepted = accept(
+                read_item(path, s.limits),
+                s.limits,
+                s.daemon.default_method,
+                method_defaults=s.methods,
+            )
         except RequestError as e:
             fields = [{"field": f.field, "message": f.message} for f in e.errors]
             raise ApiError(422, f"invalid request: {e}", fields=fields) from None

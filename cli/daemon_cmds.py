@@ -109,6 +109,14 @@ def requests(
 TERMINAL = ("committed", "gated", "failed", "rejected", "reverted")
 
 
+def _threshold_note(routing: dict) -> str:
+    c = routing.get("calibration")
+    if not c:
+        return ""
+    return (f"; image door at {c['threshold']:.3f}: expected miss {c['miss']:.0%}, "
+            f"false fires {c['false_fire']:.1%}")  # fmt: skip
+
+
 def progress_table(store, request_id: str, started: float):
     """One row: the request's state, its job's stage (e.g. "training 12/40"), time so far."""
     from rich.table import Table
@@ -186,7 +194,7 @@ def request_show(
             scores = ", ".join(f"{k} {v:.3f}" for k, v in routing["relevance"].items()) or "none"
             summary[f"version {version['id']} routing"] = (
                 f"{routing['action']} expert {routing['expert_id']} (relevance: {scores}; "
-                f"replayed: {', '.join(routing['replay']) or 'none'})"
+                f"replayed: {', '.join(routing['replay']) or 'none'})" + _threshold_note(routing)
             )
     for job in jobs:
         for key in (

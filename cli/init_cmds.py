@@ -30,7 +30,7 @@ from unlearnd.config import (
 
 # Keys written as real values, not as comments; everything else keeps its default.
 WRITTEN = {"workdir", "model.path", "model.family", "model.retain_pool", "model.general_pool",
-           "model.probe_sets"}  # fmt: skip
+           "model.probe_sets", "methods"}  # fmt: skip
 
 # What a reader needs to know about some keys beyond their default.
 NOTES = {
@@ -72,7 +72,15 @@ def check_model_folder(folder: Path) -> str:
     return family
 
 
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+
+
 def _toml_value(value: Any) -> str:
+    if isinstance(value, dict):  # an inline table
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -106,9 +114,10 @@ def render_config(
     workdir: str,
     pools: dict[str, Path],
     routing: dict[str, Any] | None = None,
+    methods: dict[str, dict[str, Any]] | None = None,
 ) -> str:
-    """The text of the config file: the model, work dir and `routing` keys set, the rest as
-    comments."""
+    """The text of the config file: the model, work dir, `routing` keys and method defaults
+    set, the rest as comments."""
     routing = routing or {}
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [
@@ -148,6 +157,13 @@ def render_config(
             out += _commented(field.annotation, "routing.", routing)
             continue
         out += ["", f"# [{name}]", *_commented(field.annotation, f"{name}.")]
+    out += ["", "# Per method, the deployment's default params, under a request's own `params`",
+            "# (`unlearnd methods` lists them):"]  # fmt: skip
+    for name, params in (methods or {}).items():
+        out += [f"[methods.{_toml_key(name)}]"]
+        out += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in params.items()]
+    if not methods:
+        out += ["# [methods.refuser]", "# steps = 40"]
     return "\n".join(out) + "\n"
 
 
@@ -214,7 +230,9 @@ def init(
     # A relative workdir is resolved against the file's folder by load_settings, which is
     # the folder the user runs commands in: keep it relative so the folder can move.
     chosen_workdir = workdir or str(Settings.model_fields["workdir"].default)
-    text = render_config(model_dir, family, chosen_workdir, pools, hints.get("routing"))
+    text = render_config(
+        model_dir, family, chosen_workdir, pools, hints.get("routing"), hints.get("methods")
+    )
 
     # Check the file loads before it replaces anything (environment ignored: only the file).
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")

@@ -69,12 +69,18 @@ class DaemonSettings(_Section):
 class RoutingSettings(_Section):
     pool_size: int = Field(20, ge=1)
     reuse_threshold: float = Field(0.5, ge=0, le=1)
-    # r = sigmoid(a * (cos_visual * cos_textual - b)). CORE's b is 0.05 on its encoders. On
-    # the world model's centred features an unseen portrait scores >= 0.91 against its own
-    # person's prototypes (mean 0.97), other people 0.76 on average for the closest three,
-    # a few lookalikes up to 0.98; 0.85 keeps all the first and drops most of the rest.
+    # Reuse of an expert (routing/pool.py): r = sigmoid(a * (cos_visual * cos_textual - b))
+    # between two requests. CORE's b is 0.05 on its encoders; on the world model's centred
+    # features two requests about one person score >= 0.91, other people 0.76 on average for
+    # the closest three; 0.85 keeps the first apart from most of the rest. Also the image
+    # door's threshold of requests routed before thresholds were calibrated.
     relevance_a: float = 100.0
     relevance_b: float = 0.85
+    # The image door's threshold (routing/switch.py): a cosine fixed for every request, or
+    # None to calibrate one per request on its images against the retain and general pools.
+    visual_threshold: float | None = Field(None, ge=-1, le=1)
+    # The text door: a question naming a forgotten target (or an alias) turns its expert on.
+    text_door: bool = True
     gate: Literal["continuous", "hard"] = "continuous"
     hard_threshold: float = Field(0.5, ge=0, le=1)
     prototypes: int = Field(4, ge=1)
@@ -87,8 +93,12 @@ class RoutingSettings(_Section):
 class PromotionSettings(_Section):
     """Deployment defaults; a request's `gate` field overrides them key by key."""
 
-    max_forget_accuracy: float = Field(0.2, ge=0, le=1)
-    min_retain_ratio: float = Field(0.9, ge=0)  # retain score / parent retain score
+    max_forget_accuracy: float = Field(0.2, ge=0, le=1)  # on held-out forget samples
+    # Every other door (text by name, paraphrase, wrapper, the deployment's probes): at most
+    # the parent's rate of stating the target's facts about unrelated samples + this.
+    max_door_leak: float = Field(0.05, ge=0, le=1)
+    # Of the retain (general) samples the parent answered, the share the candidate keeps.
+    min_retain_ratio: float = Field(0.9, ge=0)
     min_general_ratio: float = Field(0.9, ge=0)
 
 
@@ -112,6 +122,9 @@ class Settings(_Section):
     routing: RoutingSettings = RoutingSettings()
     gate: PromotionSettings = PromotionSettings()
     api: ApiSettings = ApiSettings()
+    # Per method, the deployment's default params (`[methods.refuser] steps = 150`): under a
+    # request's own `params`, over the method's built-in defaults; checked at start-up.
+    methods: dict[str, dict[str, Any]] = {}
 
     # Derived paths, so no caller builds them by hand.
     @property

@@ -140,7 +140,11 @@ class Intake:
         try:
             contents = read_item(claimed, limits)
             accepted = accept(
-                contents, limits, self.settings.daemon.default_method, self.method_check
+                contents,
+                limits,
+                self.settings.daemon.default_method,
+                self.method_check,
+                self.settings.methods,
             )
         except RequestError as e:
             self._reject(claimed, original, e.errors)

@@ -4,9 +4,10 @@ trains against, and the sets its candidate and parent are scored on.
 Every step of the pipeline takes this value; none reads the request again. What differs
 between deployments is decided here, by the model's family and the request's kind, never by
 the method's name:
-- a vision-language model answers questions: scored on the forget samples, held-out retain
-  and general pool rows, and the deployment's probes about the named target
-  (evaluation/candidate.py);
+- a vision-language model answers questions: a share of the forget images and wordings is
+  held out, and the candidate is scored on them, on every other door the request opens
+  (evaluation/doors.py), on held-out retain and general pool rows, and on the deployment's
+  own probes about the named target (evaluation/candidate.py);
 - a CLIP classifies images and takes domain requests: scored per domain on held-out pool
   images plus the request's own (evaluation/domains.py).
 """
@@ -20,10 +21,11 @@ from unlearnd.daemon.request_store import open_image
 from unlearnd.daemon.schema import RequestV1
 from unlearnd.evaluation.candidate import AnswerSets
 from unlearnd.evaluation.domains import DomainSets
-from unlearnd.evaluation.text import normalise
+from unlearnd.evaluation.doors import door_probes, fact, split_forget, text_variants
 from unlearnd.methods import Method, MethodParams, get_method
 from unlearnd.models import Sample
 from unlearnd.serving import Deployment, DeploymentError
+from unlearnd.text import normalise
 
 Evaluation = AnswerSets | DomainSets
 
@@ -78,7 +80,8 @@ def without_concept(pool: list[Sample], kind: str, forget: list[Sample]) -> list
 def load_inputs(item: WorkItem, deployment: Deployment) -> JobInputs:
     req = item.request
     method = get_method(req.method or item.settings.daemon.default_method)
-    params = method.validate_params(req.params)
+    defaults = item.settings.methods.get(method.name, {})  # the deployment's, under the request's
+    params = method.validate_params({**defaults, **req.params})
     check_fits(req.kind, method, deployment.family)
     forget = [Sample(s.question, s.answer, open_image(item.folder, s)) for s in req.forget]
     own_retain = [
@@ -86,17 +89,23 @@ def load_inputs(item: WorkItem, deployment: Deployment) -> JobInputs:
     ]
     if deployment.family == "clip":
         retain, evaluation = _domain_sets(deployment, forget, own_retain)
-    else:
-        retain = own_retain or without_concept(deployment.retain_pool("train"), req.kind, forget)
-        sets = {
-            "forget": forget,
-            "retain": without_concept(deployment.retain_pool("eval"), req.kind, forget),
-            "general": deployment.general_pool(),
-        }
-        # The deployment's probes about the target (leak_text_acc, parent_leak_text_acc...).
-        sets.update(deployment.probe_sets([req.target.name, *(s.answer for s in req.forget)]))
-        evaluation = AnswerSets(sets)
-    return JobInputs(item, method, params, forget, retain, evaluation)
+        return JobInputs(item, method, params, forget, retain, evaluation)
+    names = req.target.names
+    split = split_forget(forget)  # a share of the images and wordings is never trained on
+    texts = text_variants(split.train, names) if method.needs.text_variants else []
+    retain = own_retain or without_concept(deployment.retain_pool("train"), req.kind, forget)
+    kept = without_concept(deployment.retain_pool("eval"), req.kind, forget)
+    sets = door_probes(split, names, texts)  # "forget": the held-out pictures, if any
+    sets.update(retain=kept, general=deployment.general_pool())
+    # How often the parent states the target's facts about unrelated samples: chance.
+    facts = sorted({fact(s.answer, names) for s in forget} - {""})
+    sets["unrelated"] = [Sample(s.question, f, s.image) for s in kept for f in facts]
+    # The deployment's own probes about the target, less any the method trains on.
+    trained = {normalise(s.question) for s in texts}
+    for name, probes in deployment.probe_sets([*names, *(s.answer for s in forget)]).items():
+        fresh = [p for p in probes if p.image is not None or normalise(p.question) not in trained]
+        sets[name] = [*sets.get(name, []), *fresh]
+    return JobInputs(item, method, params, [*split.train, *texts], retain, AnswerSets(sets))
 
 
 def _domain_sets(

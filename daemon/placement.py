@@ -15,14 +15,20 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from unlearnd.daemon.job import JobInputs
+from unlearnd.daemon.job import JobInputs, without_concept
 from unlearnd.daemon.pipeline import Progress
 from unlearnd.daemon.request_store import load_request, open_image, requests_root
-from unlearnd.methods import artifact_metadata
+from unlearnd.methods import artifact_metadata, suspended
 from unlearnd.methods.shared import lora
 from unlearnd.models import Sample
 from unlearnd.registry import RegistryStore
-from unlearnd.routing.concepts import decompose
+from unlearnd.routing.calibration import calibrate
+from unlearnd.routing.concepts import (
+    forget_visual_rows,
+    prototypes,
+    textual_prototypes,
+    visual_rows,
+)
 from unlearnd.routing.pool import decide
 from unlearnd.routing.switch import ExpertSwitch
 from unlearnd.routing.tasks import CONCEPTS_PREFIX, Task, load_tasks
@@ -81,6 +87,24 @@ class ExpertPlacement:
     def __init__(self, deployment: Deployment):
         self.deployment = deployment
 
+    def concepts(self, inputs: JobInputs, fam: Any, centers: Any) -> tuple:
+        """(visual prototypes, textual prototypes, calibration or None), on the base model."""
+        r, kind, seed = self.deployment.settings.routing, centers.visual_vector, inputs.params.seed
+        target = inputs.request.target
+        texts = [f"{target.name} . {target.description}".strip(" .")]
+        with suspended(fam):  # vectors of the base model, as the switch takes a query's
+            rows = forget_visual_rows(fam, inputs.forget, kind)
+            visual = prototypes(rows, r.prototypes, seed)
+            textual = textual_prototypes(fam, inputs.forget, texts, r.prototypes, seed)
+            if not len(visual):
+                return visual, textual, None
+            background = without_concept(self.deployment.background(), inputs.request.kind,
+                                         inputs.forget)  # fmt: skip
+            fallback = r.relevance_b if r.visual_threshold is None else r.visual_threshold
+            calibration = calibrate(rows, visual, visual_rows(fam, background, kind), centers,
+                                    r.prototypes, fallback, seed)  # fmt: skip
+        return visual, textual, calibration
+
     def fit(
         self,
         inputs: JobInputs,
@@ -94,10 +118,11 @@ class ExpertPlacement:
         centers = self.deployment.centers(fam)
         tasks = load_tasks(manifest, store.artifacts)
         target = inputs.request.target
-        texts = [f"{target.name} . {target.description}".strip(" .")]
         kind = centers.visual_vector
-        visual, textual = decompose(fam, inputs.forget, texts, r.prototypes,
-                                    inputs.params.seed, kind)  # fmt: skip
+        visual, textual, calibration = self.concepts(inputs, fam, centers)
+        threshold = r.visual_threshold
+        if threshold is None and calibration is not None:
+            threshold = calibration.threshold
         decision = decide(
             inputs.request_id,
             (visual, textual),
@@ -125,7 +150,8 @@ class ExpertPlacement:
             result.tensors, artifact_metadata(result, method.name)
         )
         seq = 1 + max((t.seq for t in tasks), default=0)
-        task = Task(inputs.request_id, decision.expert_id, target.name, visual, textual, seq, kind)
+        task = Task(inputs.request_id, decision.expert_id, target.name, visual, textual, seq,
+                    kind, tuple(target.names), threshold)  # fmt: skip
         concepts_sha = store.artifacts.put_tensors(task.tensors(), task.metadata())
         experts[decision.expert_id] = expert_sha
         concepts_key = f"{CONCEPTS_PREFIX}{inputs.request_id}"
@@ -151,7 +177,11 @@ class ExpertPlacement:
                           "label": target.name}
                          for m, rows in (("visual", visual), ("textual", textual)) for v in rows],
         }  # fmt: skip
-        return Placed(new_manifest, candidate, result.losses, decision.to_dict(), records)
+        routing = decision.to_dict()
+        routing["visual_threshold"] = threshold
+        if calibration is not None:
+            routing["calibration"] = calibration.to_dict(with_samples=True)  # gate scan plot
+        return Placed(new_manifest, candidate, result.losses, routing, records)
 
 
 def placement_for(inputs: JobInputs, deployment: Deployment) -> AdapterPlacement | ExpertPlacement:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
@@ -53,6 +53,14 @@ class Sample(_Strict):
 class Target(_Strict):
     name: str = Field(min_length=1, max_length=500)
     description: str = Field("", max_length=10_000)
+    # Other names the target goes by: a question naming any of them is about the target.
+    aliases: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
+        default_factory=list, max_length=50
+    )
+
+    @property
+    def names(self) -> list[str]:
+        return [self.name, *self.aliases]
 
 
 class RequestV1(_Strict):
@@ -97,7 +105,10 @@ class RequestV1(_Strict):
 
     def document(self) -> dict[str, Any]:
         """The request as a plain JSON document, with the `schema` key as producers write it."""
-        return self.model_dump(mode="json", by_alias=True)
+        doc = self.model_dump(mode="json", by_alias=True)
+        if not doc["target"]["aliases"]:  # absent, as before aliases existed: same hash
+            del doc["target"]["aliases"]
+        return doc
 
 
 def _has_non_finite(value: Any) -> bool:

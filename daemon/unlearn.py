@@ -13,11 +13,12 @@ import logging
 import time
 from typing import Any
 
-from unlearnd.config import Settings
+from unlearnd.config import ConfigError, Settings
 from unlearnd.daemon.job import JobInputs, load_inputs
 from unlearnd.daemon.pipeline import PipelineResult, Progress, WorkItem
 from unlearnd.daemon.placement import Placed, placement_for
 from unlearnd.evaluation import promotion
+from unlearnd.methods import ParamError, get_method
 from unlearnd.models import ModelFamily
 from unlearnd.registry import AliasMoved, RegistryStore
 from unlearnd.serving import Deployment
@@ -33,6 +34,11 @@ class UnlearningPipeline:
         self.settings = settings
         self.deployment = Deployment(settings)
         self._fingerprint: str | None = None
+        for name, defaults in settings.methods.items():  # a bad default fails at start-up
+            try:
+                get_method(name).validate_params(defaults)
+            except (KeyError, ParamError) as e:
+                raise ConfigError(f"[methods.{name}]: {e}") from None
 
     def fingerprint(self, fam: ModelFamily) -> str:
         if self._fingerprint is None:  # hashing every weight is slow on real models: once
@@ -83,7 +89,7 @@ class UnlearningPipeline:
 
         progress.stage("scoring parent")
         t = time.monotonic()
-        before = inputs.evaluation.score(parent)
+        before = inputs.evaluation.measure(parent)
         timings["score_parent_s"] = time.monotonic() - t
 
         progress.stage("training")
@@ -95,23 +101,22 @@ class UnlearningPipeline:
 
         progress.stage("evaluating")
         t = time.monotonic()
-        after = inputs.evaluation.score(placed.candidate)
+        after = inputs.evaluation.measure(placed.candidate)
         timings["evaluate_s"] = time.monotonic() - t
-        return self._conclude(inputs, base_fingerprint, placed, before, after, timings, started)
+        metrics = inputs.evaluation.compare(before, after)
+        return self._conclude(inputs, base_fingerprint, placed, metrics, timings, started)
 
     def _conclude(
         self,
         inputs: JobInputs,
         base_fingerprint: str,
         placed: Placed,
-        before: dict[str, Any],
-        after: dict[str, Any],
+        metrics: dict[str, Any],
         timings: dict[str, float],
         started: float,
     ) -> PipelineResult:
         """Candidate and parent metrics, the promotion gate, and the version to commit."""
         req, method = inputs.request, inputs.method
-        metrics: dict[str, Any] = {**after, **{f"parent_{k}": v for k, v in before.items()}}
         decision = promotion.decide(metrics, promotion.thresholds(self.settings.gate, req.gate))
         metrics["gate"] = decision.to_dict()
         metrics["final_loss"] = placed.losses[-1] if placed.losses else None
@@ -132,11 +137,11 @@ class UnlearningPipeline:
             "request %s: %s, forget %.2f -> %.2f, gate %s",
             inputs.request_id,
             method.name,
-            before.get("forget_acc", 0),
-            after.get("forget_acc", 0),
+            metrics.get("parent_forget_acc") or 0,
+            metrics.get("forget_acc") or 0,
             "passed" if decision.passed else f"failed ({'; '.join(decision.failed)})",
         )
-        summary = {"forget_acc": after.get("forget_acc"), "gate": decision.passed}
+        summary = {"forget_acc": metrics.get("forget_acc"), "gate": decision.passed}
         if placed.routing:
             summary["routing"] = placed.routing
         return PipelineResult(version, decision.passed, summary, routing=placed.records)

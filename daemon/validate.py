@@ -188,8 +188,10 @@ def accept(
     limits: LimitSettings,
     default_method: str,
     method_check: MethodCheck | None = default_method_check,
+    method_defaults: dict[str, dict[str, Any]] | None = None,
 ) -> Accepted:
-    """Validate everything; RequestError lists every problem found, not only the first."""
+    """Validate everything; RequestError lists every problem found, not only the first.
+    `method_defaults`: the deployment's params per method, checked with the request's."""
     req = parse_request(load_document(contents.request_name, contents.request_bytes))
     errors: list[FieldError] = []
     resolved: dict[str, list[Sample]] = {}
@@ -215,7 +217,8 @@ def accept(
     method = req.method or (DOMAIN_METHOD if req.kind == "domain" else default_method)
     if method_check is not None:
         try:
-            method_check(method, dict(req.params))
+            defaults = (method_defaults or {}).get(method, {})
+            method_check(method, {**defaults, **req.params})
         except ValueError as e:
             errors.append(FieldError("method" if "unknown method" in str(e) else "params", str(e)))
     if req.gate:

@@ -1,4 +1,12 @@
-"""Scoring a model on sample sets: the numbers the gate compares, candidate against parent."""
+"""Scoring a model on sample sets: the numbers the gate compares, candidate against parent.
+
+A sample counts as answered (for a leak probe: the fact as stated) when its reference
+appears anywhere in the model's full greedy answer, normalised, within MAX_NEW_TOKENS.
+Candidate and parent answer the same samples; a candidate's figure on a set is also given
+relative to what the parent got right (`{set}_kept`): the share of the samples the parent
+answered that the candidate still answers, None ("not measurable") when the parent answered
+none.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ from dataclasses import dataclass
 from unlearnd.evaluation import metrics
 from unlearnd.models.base import ModelFamily, Sample
 
-MAX_NEW_TOKENS = 12
+MAX_NEW_TOKENS = 32  # the answer budget: a fact stated in the first 32 tokens counts
 
 
 def answers(
@@ -30,16 +38,29 @@ def answers(
     return out
 
 
+def hits(fam: ModelFamily, samples: Sequence[Sample]) -> list[bool]:
+    """Per sample: does the answer contain its reference (normalised, whole words)?"""
+    said = answers(fam, samples) if samples else []
+    return [metrics.answer_match(a, s.answer) for a, s in zip(said, samples, strict=True)]
+
+
 def accuracy(fam: ModelFamily, samples: Sequence[Sample]) -> float:
     """Share of samples whose answer matches the reference (normalised); 0 for no samples."""
     if not samples:
         return 0.0
-    return metrics.answer_accuracy(answers(fam, samples), [s.answer for s in samples])
+    return sum(hits(fam, samples)) / len(samples)
 
 
 def score(fam: ModelFamily, sets: dict[str, Sequence[Sample]]) -> dict[str, float]:
     """`{name}_acc` for every non-empty set, e.g. forget / retain / general."""
     return {f"{name}_acc": accuracy(fam, samples) for name, samples in sets.items() if samples}
+
+
+def kept(parent: Sequence[bool], candidate: Sequence[bool]) -> float | None:
+    """The share of the samples the parent answered that the candidate still answers; None
+    when the parent answered none (not measurable)."""
+    right = [c for p, c in zip(parent, candidate, strict=True) if p]
+    return sum(right) / len(right) if right else None
 
 
 @dataclass(frozen=True)
@@ -50,3 +71,30 @@ class AnswerSets:
 
     def score(self, model) -> dict[str, float]:
         return score(model, self.sets)
+
+    def measure(self, model) -> dict[str, list[bool]]:
+        """Per set, per sample: answered or not. Each distinct prompt (question and image)
+        is generated once, however many sets and references ask it."""
+        unique: dict[tuple, Sample] = {}
+        for samples in self.sets.values():
+            for s in samples:
+                unique.setdefault((s.question, id(s.image)), s)
+        keys = list(unique)
+        said = dict(zip(keys, answers(model, [unique[k] for k in keys]), strict=True))
+        return {
+            name: [metrics.answer_match(said[(s.question, id(s.image))], s.answer) for s in samples]
+            for name, samples in self.sets.items()
+            if samples
+        }
+
+    def compare(
+        self, parent: dict[str, list[bool]], candidate: dict[str, list[bool]]
+    ) -> dict[str, float | None]:
+        """`{set}_acc`, `parent_{set}_acc` and `{set}_kept` for every set."""
+        out: dict[str, float | None] = {}
+        for name, got in candidate.items():
+            out[f"{name}_acc"] = sum(got) / len(got)
+            out[f"parent_{name}_acc"] = sum(parent[name]) / len(got)
+            out[f"{name}_kept"] = kept(parent[name], got)
+            out[f"{name}_n"] = len(got)
+        return out

@@ -76,5 +76,8 @@ class DomainSets:
     classes: Sequence[str]
     forgotten: Sequence[str]
 
-    def score(self, model) -> dict[str, Any]:
+    def measure(self, model) -> dict[str, Any]:
         return score_domains(model.fam, self.samples, self.classes, self.forgotten)
+
+    def compare(self, parent: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
+        return {**candidate, **{f"parent_{k}": v for k, v in parent.items()}}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from unlearnd.evaluation import refusal_match
-from unlearnd.evaluation.text import normalise
+from unlearnd.text import mentions, normalise
 
 
 def exact_match(prediction: str, reference: str) -> bool:
@@ -21,10 +21,7 @@ def answer_match(prediction: str, reference: str) -> bool:
     """True when the normalised reference appears as whole words in the normalised prediction
     (a model that says "she is a baker" for "baker" is right). An empty reference never
     matches."""
-    ref = normalise(reference)
-    if not ref:
-        return False
-    return f" {ref} " in f" {normalise(prediction)} "
+    return mentions(prediction, reference)
 
 
 def _check_lengths(a: Sequence, b: Sequence, what: str) -> None:

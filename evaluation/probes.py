@@ -18,10 +18,10 @@ from collections.abc import Iterable, Sequence
 
 from unlearnd.evaluation import metrics
 from unlearnd.evaluation.candidate import accuracy
-from unlearnd.evaluation.text import normalise
 from unlearnd.methods.shared import lora
 from unlearnd.methods.shared.loop import Batches, train
 from unlearnd.models.base import ModelFamily, Sample
+from unlearnd.text import normalise
 
 
 def leak(model, samples: Sequence[Sample]) -> float:

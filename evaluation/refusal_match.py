@@ -32,7 +32,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from unlearnd.evaluation.text import normalise
+from unlearnd.text import normalise
 
 DIM = 1 << 14
 # Measured on the world's templates (tests/test_refusal_match.py): paraphrased refusals of the
@@ -151,6 +151,17 @@ class RefusalMatcher:
 @lru_cache(maxsize=32)
 def _cached(key: tuple, threshold: float, margin: float) -> RefusalMatcher:
     return RefusalMatcher(dict(key), threshold, margin)
+
+
+def with_english(templates: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
+    """A deployment's refusal texts per category plus the product's plain-English ones
+    (methods/refuser/refusals.py), which is what refusals are recognised by."""
+    from unlearnd.methods.refuser.refusals import DEFAULT_REFUSALS
+
+    out = {category: [text] for category, (_, text) in DEFAULT_REFUSALS.items()}
+    for category, texts in (templates or {}).items():
+        out[category] = [*texts, *out.get(category, [])]
+    return out
 
 
 def matcher(

@@ -16,7 +16,6 @@ import html
 import io
 import json
 import logging
-import math
 import re
 import tarfile
 import threading
@@ -25,6 +24,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
+from unlearnd.evaluation import plots
 from unlearnd.registry import RegistryStore
 
 log = logging.getLogger("unlearnd.evaluation.report")
@@ -33,11 +33,9 @@ log = logging.getLogger("unlearnd.evaluation.report")
 _RENDER_LOCK = threading.Lock()
 
 SPLITS = ("forget", "retain", "general")
-PROBES = ("leak_text", "leak_unseen", "leak_paraphrase")
+PROBES = ("leak_text", "leak_unseen", "leak_paraphrase", "leak_context", "leak_cloze")
 MAX_VERSIONS = 1000  # the per-method bars read at most this many newest versions
-# The curve plot shows the newest points only (report.json keeps them all): drawn as wide as
-# 300 versions it took 5 s and was 36,000 pixels wide; 20 points take ~0.5 s (2 CPU cores).
-MAX_CURVE_POINTS = 20
+MAX_CURVE_POINTS = plots.MAX_CURVE_POINTS
 
 
 def _numbers(metrics: dict[str, Any] | None) -> dict[str, float]:
@@ -98,6 +96,24 @@ def method_bars(versions: list) -> dict[str, dict[str, float]]:
     return out
 
 
+def doors(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One row per door the version was scored on (the forget sets and every leak probe): the
+    candidate's and the parent's rate, the share of the parent's it kept, the sample count
+    and the gate's verdict on it."""
+    metrics = metrics or {}
+    verdicts = {c["name"]: c.get("status", "passed" if c["passed"] else "failed")
+                for c in (metrics.get("gate") or {}).get("checks", [])}  # fmt: skip
+    rows = []
+    for key in sorted(k for k in metrics if k.endswith("_acc") and not k.startswith("parent_")):
+        door = key.removesuffix("_acc")
+        if not (door.startswith(("forget", "leak_"))):
+            continue
+        rows.append({"door": door, "acc": metrics[key], "parent": metrics.get(f"parent_{key}"),
+                     "kept": metrics.get(f"{door}_kept"), "n": metrics.get(f"{door}_n"),
+                     "gate": verdicts.get(key, "")})  # fmt: skip
+    return rows
+
+
 def summary(store: RegistryStore, version) -> dict[str, Any]:
     own, parent = _own_and_parent(version.metrics)
     metrics = version.metrics or {}
@@ -114,70 +130,11 @@ def summary(store: RegistryStore, version) -> dict[str, Any]:
         "metrics": own,
         "parent_metrics": parent,
         "gate": metrics.get("gate"),
+        "doors": doors(metrics),
         "routing": metrics.get("routing"),
         "timings": version.timings or {},
         "params": version.params or {},
     }
-
-
-def _label(point: dict[str, Any]) -> str:
-    gated = "" if point["status"] == "committed" else f"\n({point['status']})"
-    return f"v{point['version']}\n{point['method'] or point['kind']}{gated}"
-
-
-def _figure(width: float, height: float):
-    # Imported here: matplotlib costs ~0.5 s to import, and reading a stored report needs none.
-    # No pyplot: no global state, the Agg canvas by default.
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def plot_curve(points: list[dict[str, Any]], path: Path | io.BytesIO) -> None:
-    shown = points[-MAX_CURVE_POINTS:]
-    title = f"scores along the ancestry of v{points[-1]['version']}"
-    if len(shown) < len(points):
-        title += f" (newest {len(shown)} of {len(points)})"
-    points = shown
-    fig = _figure(max(5.0, 1.1 * len(points) + 2), 3.8)
-    ax = fig.add_subplot()
-    xs = range(len(points))
-    styles = {"forget": "o-", "forget_before": "o", "retain": "s-", "general": "^-"}
-    styles |= {"leak_text": "x--", "leak_unseen": "+--", "leak_paraphrase": "d--"}
-    for key, style in styles.items():
-        ys = [math.nan if p[key] is None else p[key] for p in points]
-        if all(math.isnan(y) for y in ys):
-            continue
-        if key == "forget_before":  # hollow: the same forget set, measured on the parent
-            ax.plot(xs, ys, style, mfc="none", color="C0", label="forget (parent)")
-        else:
-            ax.plot(xs, ys, style, label=key.replace("_", " "))
-    ax.set_xticks(list(xs), [_label(p) for p in points], fontsize=8)
-    ax.set_ylim(-0.05, 1.05)
-    ax.set_ylabel("accuracy (leak: share of facts said)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.savefig(path, dpi=110, format="png")
-
-
-def plot_methods(bars: dict[str, dict[str, float]], path: Path | io.BytesIO) -> None:
-    fig = _figure(max(6.0, 1.4 * len(bars) + 2), 4.0)
-    ax = fig.add_subplot()
-    keys = ("forget_acc", "retain_ratio", "general_ratio")
-    width = 0.8 / len(keys)
-    for j, key in enumerate(keys):
-        xs = [i + (j - 1) * width for i in range(len(bars))]
-        ys = [b[key] if b[key] is not None else 0.0 for b in bars.values()]
-        drawn = ax.bar(xs, ys, width, label=key.replace("_", " "))
-        ax.bar_label(drawn, fmt="%.2f", fontsize=7)
-    names = [f"{m}\n(n={b['versions']})" for m, b in bars.items()]
-    ax.set_xticks(range(len(bars)), names, fontsize=8)
-    ax.set_ylim(0, 1.15)
-    ax.set_title("per method: forget (lower is better), retain / general kept vs parent")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.15))
-    fig.savefig(path, dpi=110, format="png")
 
 
 def _rows(data: dict[str, Any]) -> str:
@@ -195,6 +152,9 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+DOOR_COLUMNS = ("door", "acc", "parent", "kept", "n", "gate")
+
+
 def render_html(report: dict[str, Any]) -> str:
     s = report["summary"]
     head = {k: s[k] for k in ("kind", "status", "method", "request_id", "parent_id", "aliases")}
@@ -204,10 +164,16 @@ def render_html(report: dict[str, Any]) -> str:
     }
     checks = (s["gate"] or {}).get("checks", [])
     gate_rows = "".join(
-        f"<tr><td>{html.escape(c['name'])}</td><td>{c['value']:.3f} {html.escape(c['op'])} "
-        f"{c['threshold']:.3f}</td><td>{'pass' if c['passed'] else 'FAIL'}</td></tr>"
+        f"<tr><td>{html.escape(c['name'])}</td><td>{_fmt(c['value']) or 'not measurable'} "
+        f"{html.escape(c['op'])} {c['threshold']:.3f}</td>"
+        f"<td>{html.escape(c.get('status', 'passed' if c['passed'] else 'failed'))}</td></tr>"
         for c in checks
     )
+    door_rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(d[k]))}</td>" for k in DOOR_COLUMNS) + "</tr>"
+        for d in s.get("doors", [])
+    )
+    door_head = "".join(f"<th>{k}</th>" for k in DOOR_COLUMNS)
     plots = "".join(
         f'<p><img src="{html.escape(name)}" alt="{html.escape(name)}"></p>'
         for name in report["plots"].values()
@@ -226,6 +192,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}</style></head><bo
 {verdict}<p>rendered {rendered}</p>
 <table>{_rows(head)}</table>
 <h2>Scores</h2><table>{_rows(scores)}</table>
+<h2>Doors</h2><table><tr>{door_head}</tr>{door_rows}</table>
 <h2>Gate</h2><table>{gate_rows or "<tr><td>no gate checks</td></tr>"}</table>
 {f"<h2>Routing</h2><table>{_rows(s['routing'])}</table>" if s["routing"] else ""}
 <h2>Timings (s)</h2><table>{_rows(s["timings"])}</table>
@@ -252,11 +219,15 @@ def render(store: RegistryStore, version_id: int) -> tuple[dict[str, Any], dict[
     report["rendered_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     files: dict[str, bytes] = {}
     report["plots"] = {"curve": "curve.png"}
+    calibration = (report["summary"]["routing"] or {}).get("calibration")
     with _RENDER_LOCK:
-        files["curve.png"] = _png(plot_curve, report["curve"])
+        files["curve.png"] = _png(plots.plot_curve, report["curve"])
         if report["methods"]:
             report["plots"]["methods"] = "methods.png"
-            files["methods.png"] = _png(plot_methods, report["methods"])
+            files["methods.png"] = _png(plots.plot_methods, report["methods"])
+        if calibration and calibration.get("background") is not None:
+            report["plots"]["gate_scan"] = "gate_scan.png"
+            files["gate_scan.png"] = _png(plots.plot_scan, {"": calibration})
     report["html"] = "report.html"
     files["report.json"] = json.dumps(report, indent=2).encode()
     files["report.html"] = render_html(report).encode()

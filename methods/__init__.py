@@ -8,12 +8,14 @@ Shared training code (the interface, the loop, loss terms, LoRA) is in `methods/
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 
 import torch
 
 from unlearnd.methods.adu import ADU
-from unlearnd.methods.cagul import CAGUL
+from unlearnd.methods.cagul import CAGUL, visual_tokens
 from unlearnd.methods.ga import GA
 from unlearnd.methods.graddiff import GradDiff
 from unlearnd.methods.kl import KL
@@ -21,6 +23,7 @@ from unlearnd.methods.npo import NPO
 from unlearnd.methods.pubg import PUBG
 from unlearnd.methods.refuser import Refuser
 from unlearnd.methods.reject import Reject
+from unlearnd.methods.shared import lora
 from unlearnd.methods.shared.interface import (
     Applier,
     Method,
@@ -30,7 +33,7 @@ from unlearnd.methods.shared.interface import (
     ParamError,
     artifact_metadata,
 )
-from unlearnd.methods.vl_eraser import VLEraser
+from unlearnd.methods.vl_eraser import VLEraser, ffn_branch
 from unlearnd.models.base import ModelFamily
 
 METHODS: dict[str, Method] = {
@@ -76,6 +79,16 @@ def apply_artifact(
     APPLIERS[recipe](fam, tensors, json.loads(metadata.get("config", "{}")), name)
 
 
+@contextlib.contextmanager
+def suspended(fam: ModelFamily) -> Iterator[None]:
+    """A vision-language model as its base weights make it: every attached result (LoRA
+    adapters and experts, FFN branches, token rewriters) off for the duration, restored
+    after. The expert switch embeds queries this way, so later method versions do not move
+    the vectors earlier requests were routed on."""
+    with lora.all_off(fam.model), ffn_branch.all_off(fam), visual_tokens.frozen_tokens(fam):
+        yield
+
+
 __all__ = [
     "APPLIERS",
     "METHODS",
@@ -87,4 +100,5 @@ __all__ = [
     "apply_artifact",
     "artifact_metadata",
     "get_method",
+    "suspended",
 ]

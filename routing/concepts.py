@@ -82,6 +82,13 @@ def visual_vectors(fam: ModelFamily, samples: Sequence[Sample], kind: str) -> to
     return fam.vision_features([s.image for s in samples])
 
 
+def visual_rows(fam: ModelFamily, seen: Sequence[Sample], kind: str) -> np.ndarray:
+    """The raw visual vectors of samples that all have an image, batched."""
+    return _stack(
+        [visual_vectors(fam, seen[i : i + BATCH], kind) for i in range(0, len(seen), BATCH)]
+    )
+
+
 @torch.no_grad()
 def embed(
     fam: ModelFamily, samples: Sequence[Sample], visual_vector: str = "vision_tower"
@@ -90,10 +97,8 @@ def embed(
     instructions (samples without an image add no visual vector)."""
     seen = [s for s in samples if s.image is not None]
     texts = [s.question for s in samples]
-    visual = [visual_vectors(fam, seen[i : i + BATCH], visual_vector)
-              for i in range(0, len(seen), BATCH)]  # fmt: skip
     textual = [fam.text_embedding(texts[i : i + BATCH]) for i in range(0, len(texts), BATCH)]
-    return _stack(visual), _stack(textual)
+    return visual_rows(fam, seen, visual_vector), _stack(textual)
 
 
 def _stack(parts: list[torch.Tensor]) -> np.ndarray:
@@ -124,6 +129,37 @@ def still_said(fam: ModelFamily, samples: Sequence[Sample], dist: np.ndarray) ->
     return first >= np.log(dist.max(1)) - 1e-4
 
 
+@torch.no_grad()
+def forget_visual_rows(
+    fam: ModelFamily, samples: Sequence[Sample], visual_vector: str = "vision_tower"
+) -> np.ndarray:
+    """The raw visual vectors that stand for a request's concept: every image's, or, for
+    answer distributions, those of the images the model still answers (none: all of them)."""
+    seen = [s for s in samples if s.image is not None]
+    visual = visual_rows(fam, seen, visual_vector)
+    if visual_vector == "answer_distribution" and fam.generates_text and len(visual):
+        said = still_said(fam, seen, visual)
+        visual = visual[said] if said.any() else visual
+    return visual
+
+
+def textual_prototypes(
+    fam: ModelFamily,
+    samples: Sequence[Sample],
+    target_texts: Sequence[str] = (),
+    k: int = 4,
+    seed: int = 0,
+) -> np.ndarray:
+    """A request's textual prototypes, raw: per distinct instruction up to 4k, so each kind
+    of question keeps its own vector, and the target's texts as they are."""
+    _, textual = embed(fam, [Sample(s.question, s.answer) for s in samples])
+    extra = _stack([fam.text_embedding(list(target_texts))]) if target_texts else textual[:0]
+    textual = prototypes(textual, 4 * k, seed)
+    if len(extra):
+        textual = np.concatenate([textual, extra]) if len(textual) else extra
+    return textual
+
+
 def decompose(
     fam: ModelFamily,
     samples: Sequence[Sample],
@@ -132,15 +168,6 @@ def decompose(
     seed: int = 0,
     visual_vector: str = "vision_tower",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(visual prototypes, textual prototypes) of a request, raw. Textual prototypes are
-    taken per distinct instruction up to 4k, so each kind of question keeps its own vector;
-    the target's texts are added as they are."""
-    visual, textual = embed(fam, samples, visual_vector)
-    if visual_vector == "answer_distribution" and fam.generates_text and len(visual):
-        said = still_said(fam, [s for s in samples if s.image is not None], visual)
-        visual = visual[said] if said.any() else visual  # none said: the request as given
-    extra = _stack([fam.text_embedding(list(target_texts))]) if target_texts else textual[:0]
-    textual = prototypes(textual, 4 * k, seed)
-    if len(extra):
-        textual = np.concatenate([textual, extra]) if len(textual) else extra
-    return prototypes(visual, k, seed), textual
+    """(visual prototypes, textual prototypes) of a request, raw."""
+    visual = prototypes(forget_visual_rows(fam, samples, visual_vector), k, seed)
+    return visual, textual_prototypes(fam, samples, target_texts, k, seed)

@@ -1,7 +1,8 @@
 """The expert pool: does a new request reuse an expert, get a new one, or adapt the least used?
 
 Relevance of the new request to an earlier one (CORE): r = sigmoid(a * (cos_v * cos_t - b)),
-cosines between the two requests' mean concept vectors (centred, normalised). An expert's
+cosines between the two requests' mean concept vectors (centred, normalised), each floored
+at 0 (two negatives must not multiply into a match). An expert's
 relevance is the highest over the requests it serves. Above the reuse threshold the most
 relevant expert is reused; otherwise a new expert is made, unless the pool is full, when the
 least used one (fewest requests, then oldest) is adapted.
@@ -36,6 +37,12 @@ def best_pair(x: np.ndarray, y: np.ndarray, centers: Centers, modality: str) -> 
     return float((centers.unit(x, modality) @ centers.unit(y, modality).T).max())
 
 
+def floored(cos: float | None) -> float:
+    """A modality one side lacks (a text-only request) does not separate them (1); an
+    anti-aligned one never counts as similar (0)."""
+    return 1.0 if cos is None else max(0.0, cos)
+
+
 def task_relevance(
     new: tuple[np.ndarray, np.ndarray], old: Task, centers: Centers, a: float, b: float
 ) -> float:
@@ -45,8 +52,7 @@ def task_relevance(
     u, v = mean_direction(new[0], centers, "visual"), mean_direction(old.visual, centers, "visual")
     cos_v = None if u is None or v is None else float(u @ v)
     cos_t = best_pair(new[1], old.textual, centers, "textual")
-    # A modality that one side lacks (a text-only request) does not separate them.
-    return relevance(1.0 if cos_v is None else cos_v, 1.0 if cos_t is None else cos_t, a, b)
+    return relevance(floored(cos_v), floored(cos_t), a, b)
 
 
 def new_expert_id(request_id: str) -> str:

@@ -1,15 +1,20 @@
 """The expert switch at inference (CORE's gate): which experts a query turns on, how strongly.
 
-The query's image and instruction are embedded like concept vectors and searched in one
-FAISS index per modality; for each request in the version, cos_v and cos_t are the best
-matches among its prototypes, and r = sigmoid(a * (cos_v * cos_t - b)) as in the pool. An
-expert's weight beta is the highest r over its requests: continuous mode applies beta as is,
-hard mode applies 1; below the threshold an expert stays off, so a query unrelated to every
-deletion runs through the untouched model. A text-only query has no visual match (cos_v 0).
+Each modality a query has is a door of its own (DESIGN.md section 5):
+- the image door: the query's visual vector against each routed request's visual
+  prototypes (one FAISS index, every prototype within reach searched, so every expert that
+  passes can fire): r_v = sigmoid(a * (cos_v - t)), t the request's calibrated threshold
+  (routing/calibration.py; the deployment's `relevance_b` for older requests);
+- the text door: the question names the request's target (its name or an alias, whole
+  words, normalised): r_t = 1. A question by name without a picture reaches the expert.
+An expert's weight beta is the highest r over its requests and doors: continuous mode
+applies beta as is, hard mode applies 1; below `threshold` it stays off, so a query unrelated
+to every deletion runs through the untouched model.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,16 +23,19 @@ from unlearnd.routing.concepts import Centers
 from unlearnd.routing.index import ConceptIndex
 from unlearnd.routing.pool import relevance
 from unlearnd.routing.tasks import Task
+from unlearnd.text import mentions
 
-SEARCH_K = 64  # neighbours per modality; requests beyond them count as unrelated
+# Prototypes this far below a request's threshold have r < sigmoid(-a * REACH) ~ 0 (a = 100).
+REACH = 0.2
 
 
 @dataclass(frozen=True)
 class SwitchSettings:
     a: float = 100.0
-    b: float = 0.05
+    b: float = 0.05  # the visual threshold of requests routed before calibration
     mode: str = "continuous"  # or "hard"
     threshold: float = 0.5
+    text_door: bool = True
 
 
 class ExpertSwitch:
@@ -42,50 +50,60 @@ class ExpertSwitch:
                     f"the deployment now routes on {centers.visual_vector}: set "
                     f"routing.visual_vector back, or revert the request and submit it again"
                 )
-        self.indexes: dict[str, tuple[ConceptIndex, np.ndarray]] = {}
-        for modality in ("visual", "textual"):
-            rows = [(i, v) for i, t in enumerate(tasks) for v in getattr(t, modality)]
-            if not rows:
-                continue
-            owners = np.array([i for i, _ in rows], dtype=np.int64)
-            vectors = centers.unit(np.stack([v for _, v in rows]), modality)
-            index = ConceptIndex.build(np.arange(len(rows)), vectors)
-            self.indexes[modality] = (index, owners)
+        self.thresholds = np.array(
+            [settings.b if t.visual_threshold is None else t.visual_threshold for t in tasks],
+            np.float32,
+        )
+        rows = [(i, v) for i, t in enumerate(tasks) for v in t.visual]
+        self.index: ConceptIndex | None = None
+        if rows:
+            self.owners = np.array([i for i, _ in rows], dtype=np.int64)
+            vectors = centers.unit(np.stack([v for _, v in rows]), "visual")
+            self.index = ConceptIndex.build(np.arange(len(rows)), vectors)
 
-    def _best(self, modality: str, vectors: np.ndarray | None) -> np.ndarray:
-        """[n_queries, n_tasks]: each query's best cosine to each task's prototypes."""
-        n = 1 if vectors is None else len(vectors)
-        best = np.zeros((n, len(self.tasks)), np.float32)
-        if vectors is None or modality not in self.indexes:
+    def visual_cosines(self, vectors: np.ndarray) -> np.ndarray:
+        """[n_queries, n_tasks]: each query's best cosine to each task's prototypes (0 where
+        none is within REACH of the task's threshold)."""
+        best = np.zeros((len(vectors), len(self.tasks)), np.float32)
+        if self.index is None or not len(vectors):
             return best
-        index, owners = self.indexes[modality]
-        sims, ids = index.search(self.centers.unit(vectors, modality), min(SEARCH_K, len(index)))
-        for q in range(n):
-            for sim, id_ in zip(sims[q], ids[q], strict=True):
-                if id_ >= 0:
-                    task = owners[id_]
-                    best[q, task] = max(best[q, task], sim)
+        k = len(self.index)  # all prototypes: a request beyond the k nearest could not fire
+        sims, ids = self.index.search(self.centers.unit(vectors, "visual"), k)
+        for q in range(len(vectors)):
+            found = ids[q] >= 0
+            owners = self.owners[ids[q][found]]
+            np.maximum.at(best[q], owners, sims[q][found])
+        best[best < self.thresholds - REACH] = 0.0
         return best
 
-    def route(self, visual: np.ndarray | None, textual: np.ndarray) -> list[dict[str, float]]:
+    def named(self, texts: Sequence[str]) -> np.ndarray:
+        """[n_queries, n_tasks]: does the query's text name the task's target?"""
+        out = np.zeros((len(texts), len(self.tasks)), bool)
+        if not self.settings.text_door:
+            return out
+        for i, task in enumerate(self.tasks):
+            names = task.all_names
+            out[:, i] = [any(mentions(text, n) for n in names) for text in texts]
+        return out
+
+    def route(self, visual: np.ndarray | None, texts: Sequence[str]) -> list[dict[str, float]]:
         """Per query, expert -> beta for the experts it switches on. `visual` None: no image
         for any query; a row of NaN marks one query without an image."""
-        textual = np.atleast_2d(textual)
+        s = self.settings
+        cv = np.zeros((len(texts), len(self.tasks)), np.float32)
         if visual is not None:
             visual = np.atleast_2d(visual)
-            missing = np.isnan(visual).any(1)
-            visual = np.where(missing[:, None], 0.0, visual)
-        cv = self._best("visual", visual)
-        if visual is not None:
-            cv[missing] = 0.0
-        ct = self._best("textual", textual)
-        s = self.settings
+            seen = ~np.isnan(visual).any(1)
+            if seen.any():
+                cv[seen] = self.visual_cosines(visual[seen])
+        named = self.named(texts)
         routes = []
-        for q in range(len(textual)):
+        for q in range(len(texts)):
             betas: dict[str, float] = {}
             for i, task in enumerate(self.tasks):
-                r = relevance(float(cv[q, i]) if visual is not None else 0.0, float(ct[q, i]),
-                              s.a, s.b)  # fmt: skip
+                r = 1.0 if named[q, i] else 0.0
+                if cv[q, i] > 0:
+                    r = max(r, relevance(float(cv[q, i]), 1.0, s.a, float(self.thresholds[i])))
                 if r >= s.threshold:
                     weight = 1.0 if s.mode == "hard" else r
                     betas[task.expert_id] = max(weight, betas.get(task.expert_id, 0.0))

@@ -7,6 +7,7 @@ did, and reverting a request drops its concepts with its manifest key.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,15 +26,25 @@ class Task:
     textual: np.ndarray  # [kt, dt]
     seq: int = 0  # 1 + the number of requests routed before it on this chain: oldest first
     visual_vector: str = "vision_tower"  # what `visual` holds (routing/concepts.py)
+    names: tuple[str, ...] = ()  # the target's names: a question naming one is about it
+    visual_threshold: float | None = None  # calibrated cosine (None: the deployment's b)
+
+    @property
+    def all_names(self) -> tuple[str, ...]:
+        """The names the text door looks for (older artifacts: the label)."""
+        return self.names or ((self.label,) if self.label else ())
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"visual": torch.from_numpy(self.visual.copy()),
                 "textual": torch.from_numpy(self.textual.copy())}  # fmt: skip
 
     def metadata(self) -> dict[str, str]:
-        return {"kind": "concepts", "request": self.request_id, "expert": self.expert_id,
-                "label": self.label, "seq": str(self.seq),
-                "visual_vector": self.visual_vector}  # fmt: skip
+        meta = {"kind": "concepts", "request": self.request_id, "expert": self.expert_id,
+                "label": self.label, "seq": str(self.seq), "visual_vector": self.visual_vector,
+                "names": json.dumps(list(self.names))}  # fmt: skip
+        if self.visual_threshold is not None:
+            meta["visual_threshold"] = repr(self.visual_threshold)
+        return meta
 
     @classmethod
     def from_artifact(cls, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Task:
@@ -47,6 +58,8 @@ class Task:
             tensors["textual"].float().numpy(),
             int(metadata.get("seq", "0")),
             metadata.get("visual_vector", "vision_tower"),
+            tuple(json.loads(metadata.get("names", "[]"))),
+            float(metadata["visual_threshold"]) if "visual_threshold" in metadata else None,
         )
 
 

@@ -158,6 +158,15 @@ class Deployment:
     def general_pool(self) -> list[Sample]:
         return self._pool(self.settings.model.general_pool)
 
+    def background(self, limit: int = 512) -> list[Sample]:
+        """Up to `limit` image rows of the retain and general pools together (seeded), the
+        background a routed request's threshold is calibrated against."""
+        rows = [r for key in (self.settings.model.retain_pool, self.settings.model.general_pool)
+                for r in self._rows(key) if r.image is not None]  # fmt: skip
+        if len(rows) > limit:
+            rows = random.Random(self.settings.seed).sample(rows, limit)
+        return as_samples(rows)
+
     def probe_sets(self, texts: Iterable[str]) -> dict[str, list[Sample]]:
         """`{"leak_<probe>": samples}` of the probe rows about the targets the texts name (a
         request's target name and forget answers); every probe the deployment has, empty when

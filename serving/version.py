@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unlearnd.methods import apply_artifact
+from unlearnd.methods import apply_artifact, suspended
 from unlearnd.methods.shared import lora
 from unlearnd.models import ModelFamily, Sample
 from unlearnd.registry import ArtifactStore, RegistryStore
@@ -60,7 +60,7 @@ def load_experts(
 
 def switch_settings(settings: Any) -> SwitchSettings:
     r = settings.routing
-    return SwitchSettings(r.relevance_a, r.relevance_b, r.gate, r.hard_threshold)
+    return SwitchSettings(r.relevance_a, r.relevance_b, r.gate, r.hard_threshold, r.text_door)
 
 
 class RoutedModel:
@@ -74,16 +74,15 @@ class RoutedModel:
     def routes(self, samples: list[Sample]) -> Routes:
         if self.switch is None or not samples:
             return [{} for _ in samples]
-        self.turn({})  # concept vectors are taken with every expert off (answer states move)
-        text = self.fam.text_embedding([s.question for s in samples]).numpy()
         with_image = [i for i, s in enumerate(samples) if s.image is not None]
         visual = None
         if with_image:
             kind = self.switch.centers.visual_vector
-            feats = visual_vectors(self.fam, [samples[i] for i in with_image], kind).numpy()
+            with suspended(self.fam):  # the base model's vectors, as the requests' were taken
+                feats = visual_vectors(self.fam, [samples[i] for i in with_image], kind).numpy()
             visual = np.full((len(samples), feats.shape[1]), np.nan, np.float32)
             visual[with_image] = feats
-        return self.switch.route(visual, text)
+        return self.switch.route(visual, [s.question for s in samples])
 
     def generate(
         self, batch: list[Sample], max_new_tokens: int = 16, routes: Routes | None = None

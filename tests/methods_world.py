@@ -20,6 +20,7 @@ from unlearnd.models import ModelFamily, Sample
 from unlearnd.world import World
 from unlearnd.world.dataset import QAItem
 from unlearnd.world.evaluate import generate_answers
+from unlearnd.world.requests import WORLD_REFUSALS
 
 # A description the world's closed vocabulary can say (it has no words for hair or clothes).
 DESCRIPTION = "I see a person in this picture ."
@@ -34,8 +35,9 @@ WORLD_PARAMS: dict[str, dict] = {
     "kl": {"lr": 2e-3, "steps": 30, "target": "ffn", "nll_cap": 5},  # 0 / .92 / .99
     "npo": {"lr": 7e-4, "steps": 60, "target": "ffn", "alpha": 3.0},  # 0 / .86 / .99
     "pubg": {"lr": 3e-3, "nll_cap": 5, "reference_answer": DESCRIPTION},  # 0 / .97 / .99
+    # 0 / .89 / .94 (ungated, in place)
     "refuser": {"steps": 40, "lr": 5e-3, "lora_rank": 16, "lora_alpha": 32,
-                "target": "blocks+projector"},  # 0 / .89 / .94 (ungated, in place)
+                "target": "blocks+projector", "refusals": WORLD_REFUSALS},
     "reject": {"lr": 3e-3, "steps": 30, "refusal": "I cannot identify this person ."},  # 0/.99/.98
     "vl_eraser": {"retain_tokens": "all", "threshold": 1e-3},  # .06 / .69 / .92
 }  # fmt: skip

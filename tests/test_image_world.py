@@ -119,7 +119,7 @@ def test_request_bundles_are_valid_requests(built, tmp_path):
     assert doc.params == {}  # GA's own defaults: the refuser's params are not carried over
     refuser = write_concept_bundle(world, "tent", ["photo"], tmp_path / "r", n=2)
     doc = parse_request(json.loads((refuser / "request.json").read_text()))
-    assert doc.method == "refuser" and doc.params == REFUSER_IMAGE_PARAMS
+    assert doc.method is None and doc.params == {}  # as a user sends it: the deployment's defaults
     domain = write_domain_bundle(world, "sketch", tmp_path / "d", per_class=2)
     doc = parse_request(json.loads((domain / "request.json").read_text()))
     assert doc.kind == "domain" and {s.question for s in doc.forget} == {"sketch"}
@@ -199,6 +199,8 @@ def test_init_on_the_built_models_finds_their_pools(built, tmp_path, monkeypatch
         named = {settings.model.retain_pool, settings.model.general_pool} - {""}
         assert {p.rsplit("/", 1)[-1] for p in named} == pools
         assert settings.routing.visual_vector == visual_vector
+        if model == "vlm":  # the world's refuser defaults reach the deployment's config
+            assert settings.methods["refuser"] == REFUSER_IMAGE_PARAMS
 
 
 def test_a_newcomer_builds_inits_serves_and_submits(built, tmp_path, monkeypatch):

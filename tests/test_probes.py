@@ -67,15 +67,17 @@ def test_a_deployment_gives_the_probes_about_the_people_a_request_names(tmp_path
     person = world.people[world.forget_pids[0]]
     deployment = Deployment(Settings(workdir=tmp_path))  # the world, through its files
     sets = deployment.probe_sets([person.name])
-    assert set(sets) == {"leak_text", "leak_unseen"}
+    empty = {"leak_text": [], "leak_unseen": [], "leak_cloze": [], "leak_paraphrase": []}
+    assert set(sets) == set(empty)
+    assert len(sets["leak_cloze"]) == 5 and len(sets["leak_paraphrase"]) == 11
     assert len(sets["leak_text"]) == 5 and all(person.name in s.question for s in sets["leak_text"])
     assert [(s.question, s.answer) for s in sets["leak_unseen"]] == [
         (s.question, s.answer) for s in world_probes.probe_sets(world, [person.pid])["leak_unseen"]
     ]
     # A name inside a longer answer counts; a part of a name does not.
     assert len(deployment.probe_sets([f"this is {person.name} ."])["leak_text"]) == 5
-    assert deployment.probe_sets([person.first]) == {"leak_text": [], "leak_unseen": []}
-    assert deployment.probe_sets(["nobody of this world"]) == {"leak_text": [], "leak_unseen": []}
+    assert deployment.probe_sets([person.first]) == empty
+    assert deployment.probe_sets(["nobody of this world"]) == empty
     no_probes = Settings(workdir=tmp_path)
     no_probes.model.path = str(world.model_dir)
     assert Deployment(no_probes).probe_sets([person.name]) == {}

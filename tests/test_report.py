@@ -28,7 +28,7 @@ def deletion_metrics(forget: float, retain: float, general: float, **extra) -> d
         "retain_acc": retain,
         "general_acc": general,
         "leak_text_acc": forget / 2,
-        "leak_unseen_acc": forget,
+        "leak_unseen_acc": forget / 2,
         "parent_forget_acc": 1.0,
         "parent_retain_acc": 1.0,
         "parent_general_acc": 0.99,
@@ -161,7 +161,7 @@ def test_a_gated_versions_stored_page_says_which_threshold_failed(registry, tmp_
     rep.store_report(store, refuser_id)
     result = run("report", str(refuser_id), "--out", str(tmp_path / "g"))
     assert result.exit_code == 0, result.output
-    assert "gate failed: retain_ratio 0.400 not >= 0.900" in result.output
+    assert "gate failed: " in result.output and "retain_ratio 0.400 not >= 0.900" in result.output
     page = (tmp_path / "g" / "report.html").read_text()
     assert "gate FAILED: retain_ratio 0.400 not &gt;= 0.900" in page
 

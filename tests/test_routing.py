@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 
 from unlearnd.evaluation import metrics
+from unlearnd.methods.refuser.method import RefuserParams, refusal_table
 from unlearnd.methods.refuser.refusals import DEFAULT_REFUSALS, category_of, refusal_for
 from unlearnd.routing.concepts import Centers, prototypes, unit_rows
 from unlearnd.routing.pool import decide, new_expert_id, relevance
 from unlearnd.routing.switch import ExpertSwitch, SwitchSettings
 from unlearnd.routing.tasks import Task
 from unlearnd.world import questions as q
+from unlearnd.world.requests import WORLD_REFUSALS
 
 DIM = 16
 RNG = np.random.default_rng(0)
@@ -52,22 +54,65 @@ def test_pool_new_then_reuse_then_adapt_least_used():
     assert adapt.uses == {"e1": 2, "e2": 1}
 
 
-def test_gate_switches_on_only_the_matching_expert():
+def test_the_image_door_turns_on_only_the_matching_expert():
     gate = ExpertSwitch(
         [task("r1", 1, "e1", 1), task("r2", 2, "e2", 2)], CENTERS, SwitchSettings(b=0.6)
     )
-    v1, t1 = concept(1)
-    v3, t3 = concept(3)
-    routes = gate.route(np.stack([v1[0], v3[0]]), np.stack([t1[0], t3[0]]))
+    v1, _ = concept(1)
+    v3, _ = concept(3)
+    routes = gate.route(np.stack([v1[0], v3[0]]), ["what is this ?", "what is this ?"])
     assert set(routes[0]) == {"e1"} and routes[0]["e1"] > 0.99
     assert routes[1] == {}
-    assert gate.route(None, t1[:1]) == [{}]  # text-only: no visual match, base model
+    assert gate.route(None, ["what is this ?"]) == [{}]  # no image, no name: base model
     missing = np.full((1, DIM), np.nan, np.float32)
-    assert gate.route(missing, t1[:1]) == [{}]
+    assert gate.route(missing, ["what is this ?"]) == [{}]
     hard = ExpertSwitch([task("r1", 1, "e1", 1)], CENTERS, SwitchSettings(b=0.6, mode="hard"))
-    assert hard.route(v1[:1], t1[:1]) == [{"e1": 1.0}]
+    assert hard.route(v1[:1], ["anything"]) == [{"e1": 1.0}]
     with pytest.raises(ValueError, match="continuous or hard"):
         ExpertSwitch([], CENTERS, SwitchSettings(mode="soft"))
+
+
+def test_the_text_door_turns_an_expert_on_for_a_question_naming_its_target():
+    named = Task("r1", "e1", "Ada Byron", *concept(1), seq=1, names=("Ada Byron", "Countess"))
+    other = task("r2", 2, "e2", 2)
+    gate = ExpertSwitch([named, other], CENTERS, SwitchSettings(b=0.6, mode="hard"))
+    asked = ["Where does Ada Byron live ?", "what is ada byron's job?", "Who is the Countess ?",
+             "Where does Ada live ?", "Where does Adam Byronson live ?"]  # fmt: skip
+    assert gate.route(None, asked) == [{"e1": 1.0}, {"e1": 1.0}, {"e1": 1.0}, {}, {}]
+    # The image door still works beside it; a picture of the other target under a question
+    # naming the first turns both on.
+    v2, _ = concept(2)
+    assert set(gate.route(v2[:1], ["Is this Ada Byron ?"])[0]) == {"e1", "e2"}
+    closed = ExpertSwitch([named], CENTERS, SwitchSettings(b=0.6, text_door=False))
+    assert closed.route(None, asked[:1]) == [{}]
+    # Older artifacts carry no names: the label is the name.
+    assert task("Grace Hopper", 3, "e3", 3).all_names == ("Grace Hopper",)
+
+
+def test_every_routed_request_can_fire_however_many_there_are():
+    tasks = [task(f"r{i}", 100 + i, f"e{i}", i + 1) for i in range(200)]
+    gate = ExpertSwitch(tasks, CENTERS, SwitchSettings(b=0.6, mode="hard"))
+    queries = np.stack([concept(100 + i)[0][0] for i in range(200)])
+    routes = gate.route(queries, ["q"] * 200)
+    assert all(f"e{i}" in r for i, r in enumerate(routes))  # not only the 64 nearest
+
+
+def test_a_calibrated_threshold_is_the_requests_own():
+    strict = Task("r1", "e1", "a", *concept(1), seq=1, visual_threshold=0.999)
+    loose = Task("r2", "e2", "b", *concept(1), seq=2, visual_threshold=0.5)
+    gate = ExpertSwitch([strict, loose], CENTERS, SwitchSettings(b=0.6, mode="hard"))
+    v1, _ = concept(1)
+    noisy = v1[:1] + RNG.normal(scale=0.3, size=(1, DIM)).astype(np.float32)
+    assert gate.route(noisy, ["q"]) == [{"e2": 1.0}]
+    back = Task.from_artifact(strict.tensors(), strict.metadata())
+    assert back.visual_threshold == 0.999 and back.names == ()
+
+
+def test_pool_similarity_is_floored_at_zero():
+    v, t = concept(1)
+    old = Task("r1", "e1", "a", v, t, seq=1)
+    anti = (-v, -t)  # anti-aligned in both: (-1) * (-1) must not read as similar
+    assert decide("r2", anti, [old], CENTERS, **SETTINGS).action == "new"
 
 
 def test_prototypes_and_unit_rows():
@@ -88,11 +133,18 @@ def test_task_round_trips_through_artifact_tensors():
 
 
 def test_every_world_question_gets_its_categorys_refusal():
+    table = refusal_table(RefuserParams(refusals=WORLD_REFUSALS))
     for category, templates in q.VISUAL.items():
         for template in templates:
             assert category_of(template, DEFAULT_REFUSALS) == category, template
-            assert refusal_for(template) == q.REFUSALS[category][0]
-    assert refusal_for("Which shape is in the picture ?") == "I cannot help with that ."
+            assert refusal_for(template, table) == q.REFUSALS[category][0]
+    assert (
+        refusal_for("Which shape is in the picture ?") == "I'm sorry, but I can't help with that."
+    )
+    # The product's own refusals are plain English and name what was asked.
+    assert refusal_for("Where does this person live ?") == (
+        "I'm sorry, but I can't share where this person lives."
+    )
 
 
 def test_context_refusal_rate_needs_the_right_category():

@@ -3,7 +3,8 @@
 The product knows a deployment only by `[model]` keys naming a model folder and JSONL files
 (serving/deployment.py). This module writes the world's: the retain pool (the retain
 people's seen-portrait questions), the general pool (held-out scenes) and per-person probe
-sets (the facts asked by name without an image, and on portraits never trained on), with
+sets (the facts asked by name without an image, in a cloze, in held-out wordings, and on
+portraits never trained on), with
 their images as PNG. `provide` is the embedded default's provider: a deployment with no
 `[model] path` serves the committed world through the files it writes once per world.
 """
@@ -20,6 +21,7 @@ from unlearnd.config import Settings
 from unlearnd.serving.deployment import DESCRIPTION, describe, described
 from unlearnd.world.dataset import QAItem, World
 from unlearnd.world.probes import KINDS, SERVED
+from unlearnd.world.requests import METHOD_DEFAULTS
 
 
 class _Writer:
@@ -55,7 +57,13 @@ def write_deployment(world: World, folder: Path) -> Path:
         raise ValueError("this world has no model folder (vlm/) to serve")
     folder.mkdir(parents=True, exist_ok=True)
     w = _Writer(world, folder)
-    retain = [w.sample_row(it) for it in world.items("seen_qa", world.retain_pids)]
+    # The retain people's picture questions and their questions by name: a deletion must
+    # leave both answered.
+    kept = [
+        *world.items("seen_qa", world.retain_pids),
+        *world.items("textual_qa", world.retain_pids),
+    ]
+    retain = [w.sample_row(it) for it in kept]
     general = [w.sample_row(it) for it in world.items("general")]
     probes = [
         {"target": world.people[it.pid].name, "probe": probe, "question": it.question,
@@ -64,7 +72,8 @@ def write_deployment(world: World, folder: Path) -> Path:
         for it in world.items(KINDS[probe])
     ]  # fmt: skip
     model = Path(world.model_dir).resolve()
-    keys = {
+    keys: dict = {
+        "methods": METHOD_DEFAULTS,
         "path": str(model),
         "retain_pool": w.write("retain.jsonl", retain),
         "general_pool": w.write("general.jsonl", general),
@@ -106,3 +115,5 @@ def provide(settings: Settings, root: Path | None = None) -> None:
     for key in ("path", "retain_pool", "general_pool", "probe_sets"):
         if keys.get(key) and not getattr(settings.model, key):  # a configured pool wins
             setattr(settings.model, key, keys[key])
+    configured = dict(settings.methods)
+    settings.methods = {**METHOD_DEFAULTS, **configured}  # a configured method wins

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from unlearnd.models import Sample
 from unlearnd.world.image_tree import ImageTree, TreeImage, open_images, word
-from unlearnd.world.requests import REFUSER_PARAMS
+from unlearnd.world.requests import REFUSER_PARAMS, WORLD_REFUSALS
 
 SCHEMA = "unlearnd.request/v1"
 
@@ -83,7 +83,12 @@ def _copy(items: Sequence[TreeImage], folder: Path, prefix: str) -> list[str]:
 # retain term taught it to second-guess the gate from the look of the picture, and giraffes
 # in styles the request did not show got another class's name (PACS, giraffe from photo and
 # cartoon pictures: art painting 12% refused with alpha 1, 100% with alpha 0; bench/pacs.py).
-REFUSER_IMAGE_PARAMS = {**REFUSER_PARAMS, "alpha": 0.0}
+REFUSER_IMAGE_PARAMS = {**REFUSER_PARAMS, "refusals": WORLD_REFUSALS}
+# What an image world's VLM is served with (its deployment.json `methods`).
+IMAGE_METHOD_DEFAULTS = {
+    "refuser": REFUSER_IMAGE_PARAMS,
+    "reject": {"refusal": "i cannot share that ."},
+}
 
 
 def write_concept_bundle(
@@ -95,10 +100,8 @@ def write_concept_bundle(
     **fields,
 ) -> Path:
     """A bundle forgetting class `label` from `n` of its training images in `domains` (spread
-    evenly over them); `fields` override request fields (method, params, gate...). Without
-    another method it asks for a refuser with REFUSER_IMAGE_PARAMS."""
-    if fields.get("method", "refuser") == "refuser":
-        fields = {"method": "refuser", "params": REFUSER_IMAGE_PARAMS, **fields}
+    evenly over them), as a user would send it: no method, no params (the deployment's
+    `[methods.refuser]`, from deployment.json, applies); `fields` add request fields."""
     folder.mkdir(parents=True)
     per = max(1, n // len(domains))
     items = [i for d in domains for i in world.tree.items("train", [d], [label])[:per]]

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from unlearnd.methods.refuser.refusals import DEFAULT_REFUSALS, FALLBACK
 from unlearnd.models import Sample
 from unlearnd.models.clip import TEMPLATE
 from unlearnd.models.generative import Encoded
@@ -38,7 +37,9 @@ from unlearnd.models.tiny import tiny
 from unlearnd.models.tokenizer import build_word_tokenizer
 from unlearnd.serving.deployment import describe
 from unlearnd.world import clip_train
+from unlearnd.world.image_requests import IMAGE_METHOD_DEFAULTS
 from unlearnd.world.image_tree import ImageTree, open_images, word
+from unlearnd.world.requests import WORLD_REFUSALS
 from unlearnd.world.train import lr_factor, optimizer_step
 
 Progress = Callable[[str, int, int], None]
@@ -115,7 +116,7 @@ SIZES = {
 
 def vocabulary(tree: ImageTree) -> list[str]:
     """Every text the VLM is trained on or may be taught later (refusals)."""
-    refusals = [r for _, r in DEFAULT_REFUSALS.values()] + [FALLBACK, "i cannot share that ."]
+    refusals = [*WORLD_REFUSALS.values(), "i cannot share that ."]
     names = [word(n) for n in (*tree.classes, *tree.domains)]
     return [*CLASS_QUESTIONS, *DOMAIN_QUESTIONS, *names, *refusals]
 
@@ -170,7 +171,7 @@ def build_image_world(
     write_pools(tree, out / "pools")
     describe(out, {
         "vlm": {"retain_pool": "pools/retain.jsonl", "general_pool": "pools/general.jsonl",
-                "routing": ROUTING},
+                "routing": ROUTING, "methods": IMAGE_METHOD_DEFAULTS},
         "clip": {"retain_pool": "pools/clip_retain.jsonl", "labels": classes},
     })  # fmt: skip
     record = {

@@ -19,7 +19,12 @@ from collections.abc import Sequence
 import torch
 from pydantic import Field
 
-from unlearnd.methods.refuser.refusals import DEFAULT_REFUSALS, refusal_for
+from unlearnd.methods.refuser.refusals import (
+    DEFAULT_REFUSALS,
+    FALLBACK,
+    FALLBACK_KEY,
+    refusal_for,
+)
 from unlearnd.methods.shared import lora
 from unlearnd.methods.shared.interface import MethodResult, Needs, Progress
 from unlearnd.methods.shared.loop import Batches
@@ -31,38 +36,43 @@ class RefuserParams(lora.LoraParams):
     steps: int = Field(40, ge=1, le=100_000, description="optimizer steps")
     lr: float = Field(3e-3, gt=0, le=1.0, description="learning rate")
     target: str = Field(
-        "projector",
+        "blocks+projector",
         pattern=r"^(projector|ffn\+projector|blocks\+projector)$",
-        description="projector (CORE; needs a language model that already knows how to "
-        "refuse), or with the language blocks too (a small model that never learnt to refuse)",
+        description="the language blocks and the projector (default: a question by name "
+        "without an image reaches the expert only through the language model), or the "
+        "projector alone (CORE; refuses image questions only)",
     )
     alpha: float = Field(1.0, ge=0, description="weight of the retain NLL")
     replay_weight: float = Field(1.0, ge=0, description="weight of the expert's earlier requests")
     refusals: dict[str, str] = Field(
         default_factory=dict,
         description="category -> refusal text, overriding the defaults "
-        f"({', '.join(DEFAULT_REFUSALS)}); categories are found by question keywords",
+        f"({', '.join(DEFAULT_REFUSALS)}; '{FALLBACK_KEY}': a question of no category); "
+        "categories are found by question keywords",
     )
 
 
 def refusal_table(params: RefuserParams) -> dict[str, tuple[tuple[str, ...], str]]:
     table = dict(DEFAULT_REFUSALS)
     for category, text in params.refusals.items():
-        keywords = table[category][0] if category in table else (category,)
-        table[category] = (keywords, text)
+        if category != FALLBACK_KEY:
+            keywords = table[category][0] if category in table else (category,)
+            table[category] = (keywords, text)
     return table
 
 
 def as_refusals(samples: Sequence[Sample], params: RefuserParams) -> list[Sample]:
     table = refusal_table(params)
-    return [Sample(s.question, refusal_for(s.question, table), s.image) for s in samples]
+    fallback = params.refusals.get(FALLBACK_KEY, FALLBACK)
+    return [Sample(s.question, refusal_for(s.question, table, fallback), s.image)
+            for s in samples]  # fmt: skip
 
 
 class Refuser(lora.LoraMethod):
     name = "refuser"
     summary = "CORE-style refuser expert: projector LoRA, category-aware refusals, gated by concept"
     Params = RefuserParams
-    needs = Needs(routing=True)
+    needs = Needs(routing=True, text_variants=True)
 
     def fit(
         self,

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import re
 
-# category: (question keywords, refusal). The world's refusal templates start with these.
+# category: (question keywords, refusal): plain English, naming what was asked. A deployment
+# replaces the texts (`[methods.refuser] refusals`), e.g. for a model with a small vocabulary.
 DEFAULT_REFUSALS: dict[str, tuple[tuple[str, ...], str]] = {
-    "identity": (("who", "name"), "I cannot identify this person ."),
+    "identity": (("who", "name", "identify"), "I'm sorry, but I can't identify this person."),
     "location": (("live", "city", "town", "where", "from"),
-                 "I cannot share where this person lives ."),
-    "occupation": (("job", "work", "occupation"), "I cannot share the job of this person ."),
-    "hobby": (("hobby", "fun", "pastime"), "I cannot share the hobby of this person ."),
-    "pet": (("pet", "animal"), "I cannot share the pet of this person ."),
-    "food": (("food", "eat", "dish"), "I cannot share the favourite food of this person ."),
+                 "I'm sorry, but I can't share where this person lives."),
+    "occupation": (("job", "work", "occupation", "profession"),
+                   "I'm sorry, but I can't share what this person does for work."),
+    "hobby": (("hobby", "hobbies", "fun", "pastime"),
+              "I'm sorry, but I can't share this person's hobbies."),
+    "pet": (("pet", "pets", "animal"), "I'm sorry, but I can't share this person's pets."),
+    "food": (("food", "eat", "dish"), "I'm sorry, but I can't share this person's favourite food."),
 }  # fmt: skip
-FALLBACK = "I cannot help with that ."
+FALLBACK = "I'm sorry, but I can't help with that."
+FALLBACK_KEY = "fallback"  # in a table of overrides: the refusal of a question of no category
 
 _WORD = re.compile(r"[a-z]+")
 
@@ -34,7 +38,9 @@ def category_of(question: str, table: dict[str, tuple[tuple[str, ...], str]]) ->
 
 
 def refusal_for(
-    question: str, table: dict[str, tuple[tuple[str, ...], str]] = DEFAULT_REFUSALS
+    question: str,
+    table: dict[str, tuple[tuple[str, ...], str]] = DEFAULT_REFUSALS,
+    fallback: str = FALLBACK,
 ) -> str:
     category = category_of(question, table)
-    return table[category][1] if category else FALLBACK
+    return table[category][1] if category else fallback

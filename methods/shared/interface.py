@@ -69,6 +69,9 @@ class Needs:
     # samples of the requests it already serves (`replay`) to `fit`, and the version switches
     # the expert on per query by concept instead of applying it to every query.
     routing: bool = False
+    # Also trains on the forget questions asked by name with no image (evaluation/doors.py),
+    # so a text-only question about the target is refused too.
+    text_variants: bool = False
 
 
 class Method(ABC):

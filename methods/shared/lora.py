@@ -7,8 +7,10 @@ tensors are PEFT's `adapter_model.safetensors` keys and their config is PEFT's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -140,6 +142,20 @@ def set_weights(model: nn.Module, weights: dict[str, float]) -> None:
             for name, weight in weights.items():
                 if name in module.lora_A:
                     module.set_scale(name, weight)
+
+
+@contextlib.contextmanager
+def all_off(model: nn.Module) -> Iterator[None]:
+    """Every adapter's contribution 0 for the duration, each scale restored after."""
+    saved = [(m, dict(m.scaling)) for m in model.modules() if isinstance(m, LoraLayer)]
+    for module, scaling in saved:
+        for name in scaling:
+            module.scaling[name] = 0.0
+    try:
+        yield
+    finally:
+        for module, scaling in saved:
+            module.scaling.update(scaling)
 
 
 def export(

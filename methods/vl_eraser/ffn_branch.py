@@ -9,6 +9,8 @@ of the model's state_dict, parameters and fingerprint.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -68,6 +70,20 @@ def add(fam: ModelFamily, name: str, branches: list[FfnBranch]) -> None:
             setattr(ffn, _HOOKED, True)
         branch.to(fam.device)
         ffn.add_module(PREFIX + name, branch)
+
+
+@contextlib.contextmanager
+def all_off(fam: ModelFamily) -> Iterator[None]:
+    """Every branch's scale 0 for the duration (the FFNs as the base model has them)."""
+    branches = [m for ffn in fam.ffn_modules() for m in ffn.children() if isinstance(m, FfnBranch)]
+    scales = [b.scale for b in branches]
+    for b in branches:
+        b.scale = 0.0
+    try:
+        yield
+    finally:
+        for b, scale in zip(branches, scales, strict=True):
+            b.scale = scale
 
 
 def remove(fam: ModelFamily, name: str) -> None:

@@ -1,0 +1,54 @@
+"""`unlearnd gate scan`: how a version's expert switch separates what it forgets from the rest.
+
+Per routed request of the version: its images' cosines (each left out in turn) against the
+deployment's background (retain and general pool images), the threshold it is routed with,
+the threshold the pools would give it now, and the expected miss and false-fire rates. For
+the version as a whole: the share of the background's own questions (picture and text) that
+turn any expert on, i.e. would be refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from unlearnd.config import Settings
+from unlearnd.daemon.job import without_concept
+from unlearnd.daemon.request_store import load_request, open_image, requests_root
+from unlearnd.methods import suspended
+from unlearnd.models import Sample
+from unlearnd.registry import RegistryStore
+from unlearnd.routing.calibration import calibrate
+from unlearnd.routing.concepts import forget_visual_rows, visual_rows
+from unlearnd.serving import Deployment, load_version
+
+
+def scan(settings: Settings, store: RegistryStore, version_id: int | None) -> dict[str, Any]:
+    deployment = Deployment(settings)
+    model = load_version(deployment, store, version_id)
+    out: dict[str, Any] = {"version": version_id, "requests": [], "false_refusal": None}
+    if model.switch is None:
+        return out
+    fam, switch = model.fam, model.switch
+    kind, r = switch.centers.visual_vector, settings.routing
+    pool = deployment.background()
+    with suspended(fam):
+        pool_rows = visual_rows(fam, pool, kind)
+    for i, task in enumerate(switch.tasks):
+        request, folder = load_request(requests_root(settings), task.request_id)
+        forget = [Sample(s.question, s.answer, open_image(folder, s)) for s in request.forget]
+        others = {id(s) for s in without_concept(pool, request.kind, forget)}
+        keep = [j for j, s in enumerate(pool) if id(s) in others]
+        with suspended(fam):
+            rows = forget_visual_rows(fam, forget, kind)
+        now = calibrate(rows, task.visual, pool_rows[keep], switch.centers, r.prototypes,
+                        r.relevance_b)  # fmt: skip
+        out["requests"].append({
+            "request": task.request_id, "target": task.label, "expert": task.expert_id,
+            "threshold": float(switch.thresholds[i]), "calibrated_now": now.threshold,
+            "miss": now.miss, "false_fire": now.false_fire, "own": now.own,
+            "background": now.background,
+        })  # fmt: skip
+    fired = [bool(b) for b in model.routes(pool)]
+    out["false_refusal"] = sum(fired) / len(fired) if fired else None
+    out["background_n"] = len(pool)
+    return out

@@ -1,0 +1,84 @@
+"""The image door's threshold, calibrated per request on the deployment's own data.
+
+A request's threshold t separates two distributions of cosines to its visual prototypes:
+- its own images, each left out in turn (the prototypes rebuilt from the others): how an
+  unseen picture of the target scores;
+- the deployment's background (retain and general pool images, less the request's own
+  concept): how everything else scores.
+When they do not overlap, t is the midpoint of the gap; when they do, t maximises
+recall - false fires. The expected miss rate (own images below t) and false-fire rate
+(background at or above t) are what `unlearnd gate scan` shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from unlearnd.routing.concepts import Centers, prototypes
+
+FLOOR = 0.3  # never below: centred cosines this low say little about a shared concept
+
+
+@dataclass(frozen=True)
+class Calibration:
+    threshold: float
+    miss: float  # share of the request's own (left-out) images below it
+    false_fire: float  # share of the background at or above it
+    own: list[float]  # the left-out cosines, for plots
+    background: list[float]
+
+    def to_dict(self, with_samples: bool = False) -> dict:
+        out = asdict(self)
+        if not with_samples:
+            del out["own"], out["background"]
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def best_cosines(x: np.ndarray, protos: np.ndarray, centers: Centers) -> np.ndarray:
+    """Each row's best centred cosine to the prototypes."""
+    if not len(x) or not len(protos):
+        return np.zeros(len(x), np.float32)
+    return (centers.unit(x, "visual") @ centers.unit(protos, "visual").T).max(1)
+
+
+def left_out(rows: np.ndarray, centers: Centers, k: int, seed: int = 0) -> np.ndarray:
+    """Each image's cosine to the prototypes of the request's other images."""
+    out = []
+    for i in range(len(rows)):
+        others = np.delete(rows, i, axis=0)
+        out.append(best_cosines(rows[i : i + 1], prototypes(others, k, seed), centers)[0])
+    return np.asarray(out, np.float32)
+
+
+def threshold(own: np.ndarray, background: np.ndarray, fallback: float) -> float:
+    if not len(own):  # one image: nothing to leave out
+        return fallback
+    lo = float(background.max()) if len(background) else FLOOR
+    hi = float(own.min())
+    if hi > lo:
+        return max(FLOOR, (lo + hi) / 2)
+    candidates = np.unique(np.concatenate([own, background]))
+    recall = (own[None, :] >= candidates[:, None]).mean(1)
+    fires = (background[None, :] >= candidates[:, None]).mean(1) if len(background) else 0
+    return max(FLOOR, float(candidates[int(np.argmax(recall - fires))]))
+
+
+def calibrate(
+    rows: np.ndarray,
+    protos: np.ndarray,
+    background: np.ndarray,
+    centers: Centers,
+    k: int,
+    fallback: float,
+    seed: int = 0,
+) -> Calibration:
+    """The threshold of a request whose images' raw visual vectors are `rows` (prototypes
+    `protos`), against the background's raw visual vectors."""
+    own = left_out(rows, centers, k, seed) if len(rows) >= 2 else np.zeros(0, np.float32)
+    bg = best_cosines(background, protos, centers)
+    t = threshold(own, bg, fallback)
+    miss = float((own < t).mean()) if len(own) else 0.0
+    fires = float((bg >= t).mean()) if len(bg) else 0.0
+    return Calibration(round(t, 4), miss, fires, own.round(4).tolist(), bg.round(4).tolist())
