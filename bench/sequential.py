@@ -5,11 +5,18 @@ worker, training, evaluation and commit (the gate is opened, so every method's c
 continues and its drift is measured). After task t the live version is scored on every task
 <= t and on fixed retained people and scenes (METHODS.md, "Metrics to implement"):
 
-- CRR: unseen portraits of the forgotten people answered with the asked category's refusal;
-- forget: share of those answers that still give the fact; text probe: the same facts asked
-  by name, no image;
-- retain / AR / Specificity: 12 retained people's portraits; AR = 100 - refusal rate there;
-  Specificity = retain / base retain * 100; general: 20 held-out scenes.
+Per door, on the forgotten people:
+- image door: CRR, unseen portraits answered with the asked category's refusal; forget, the
+  share of those answers that still give the fact;
+- text door: the same facts asked by name with no image, in the wording the request's
+  held-out share uses (never trained on): `crr_text`, and `text_probe`, the share that still
+  gives the fact.
+On 12 retained people: retain (portraits) and retain_text (by name), AR = 100 - refusal
+rate on their portraits, Specificity = retain / base retain * 100 (and specificity_text);
+general: 20 held-out scenes.
+Requests are sent as a user sends them (no params): each method runs with the deployment's
+defaults (`[methods.*]`, the world's own for the refuser, tests/methods_world.py's for the
+others).
 
 Avg is the mean over steps, Last the value after the last task.
 
@@ -38,42 +45,58 @@ from unlearnd.evaluation import metrics  # noqa: E402
 from unlearnd.evaluation.candidate import answers  # noqa: E402
 from unlearnd.serving import Deployment, load_version  # noqa: E402
 from unlearnd.serving.providers import set_default_provider  # noqa: E402
-from unlearnd.world import REFUSER_PARAMS  # noqa: E402
 from unlearnd.world import questions as q  # noqa: E402
 from unlearnd.world.deployment import provide  # noqa: E402
+from unlearnd.world.people import FACT_CATEGORIES  # noqa: E402
+from unlearnd.world.requests import METHOD_DEFAULTS  # noqa: E402
 
 set_default_provider(provide)  # deployments without a model serve the world, as the CLI's do
 
-OPEN_GATE = {"max_forget_accuracy": 1.0, "min_retain_ratio": 0.0, "min_general_ratio": 0.0}
-PARAMS = {**WORLD_PARAMS, "refuser": REFUSER_PARAMS}
+OPEN_GATE = {"max_forget_accuracy": 1.0, "min_retain_ratio": 0.0, "min_general_ratio": 0.0,
+             "max_door_leak": 1.0}  # fmt: skip
+PARAMS = {**WORLD_PARAMS, "refuser": METHOD_DEFAULTS["refuser"]}
+
+
+def by_name_held_out(world, pids: list[int]) -> list:
+    """The people's facts asked by name with no image, in the second trained wording: the
+    one a request's held-out share uses, so no method trained on it."""
+    return [world.textual_item(world.people[pid], cat, q.train_templates(q.TEXTUAL, cat)[1])
+            for pid in pids for cat in FACT_CATEGORIES]  # fmt: skip
 
 
 def measure(d: WorldDeployment, model, forgotten: list[int], retained: list[int]) -> dict:
     world = d.world
     unseen = world.items("unseen_qa", forgotten)
-    textual = world.items("textual_qa", forgotten)
+    textual = by_name_held_out(world, forgotten)
     kept = world.items("seen_qa", retained)
+    kept_text = world.items("textual_qa", retained)
     scenes = world.general_items(world.eval_scene_indices()[:20])
     said = {
         name: answers(model, [world.sample(it) for it in items])
         for name, items in (("unseen", unseen), ("textual", textual), ("kept", kept),
-                            ("scenes", scenes))
+                            ("kept_text", kept_text), ("scenes", scenes))
     }  # fmt: skip
-    facts = [it.fact for it in unseen]
+    crr = metrics.context_refusal_rate
     return {
-        "crr": metrics.context_refusal_rate(
-            said["unseen"], [i.category for i in unseen], q.REFUSALS
-        ),  # fmt: skip
-        "forget": metrics.answer_accuracy(said["unseen"], facts),
+        "crr": crr(said["unseen"], [i.category for i in unseen], q.REFUSALS),
+        "crr_text": crr(said["textual"], [i.category for i in textual], q.REFUSALS),
+        "forget": metrics.answer_accuracy(said["unseen"], [it.fact for it in unseen]),
         "text_probe": metrics.answer_accuracy(said["textual"], [it.fact for it in textual]),
         "retain": metrics.answer_accuracy(said["kept"], [it.answer for it in kept]),
+        "retain_text": metrics.answer_accuracy(said["kept_text"], [it.answer for it in kept_text]),
         "ar": 1.0 - metrics.refusal_rate(said["kept"], q.REFUSALS),
         "general": metrics.answer_accuracy(said["scenes"], [it.answer for it in scenes]),
     }
 
 
-def run_method(method: str, tasks: int, workdir: Path) -> dict:
-    d = WorldDeployment(workdir / method)
+def run_method(name: str, tasks: int, workdir: Path) -> dict:
+    """`name`: a method, or `refuser@generate` for the refuser whose experts answer routed
+    queries themselves (CORE) instead of the deployment's refusal set."""
+    method, _, answer = name.partition("@")
+    d = WorldDeployment(workdir / name)
+    d.settings.methods[method] = PARAMS[method]  # the deployment's defaults: requests name none
+    if answer:
+        d.settings.routing.routed_answer = answer
     deployment = Deployment(d.settings)
     world = d.world
     retained = world.retain_pids[-12:]
@@ -82,23 +105,26 @@ def run_method(method: str, tasks: int, workdir: Path) -> dict:
     started = time.monotonic()
     for t, pid in enumerate(world.forget_pids[:tasks]):
         t0 = time.monotonic()
-        rid = d.delete(f"task{t}", pid, method=method, params=PARAMS[method], gate=OPEN_GATE)
+        rid = d.delete(f"task{t}", pid, method=method, gate=OPEN_GATE)
         forgotten.append(pid)
         live = d.store.get_alias("live")
         row = measure(d, load_version(deployment, d.store, live), forgotten, retained)
         row["specificity"] = 100 * row["retain"] / max(base["retain"], 1e-9)
+        row["specificity_text"] = 100 * row["retain_text"] / max(base["retain_text"], 1e-9)
         row.update(task=t, request=rid, state=d.store.get_request(rid).state,
                    seconds=round(time.monotonic() - t0, 1))  # fmt: skip
         routing = (d.store.get_version(live).metrics or {}).get("routing")
         if routing:
             row["routing"] = routing["action"]
         steps.append(row)
-        print(f"{method:9s} task {t}: CRR {row['crr']:.2f} forget {row['forget']:.2f} "
-              f"text {row['text_probe']:.2f} retain {row['retain']:.2f} AR {row['ar']:.2f} "
+        print(f"{name:9s} task {t}: CRR {row['crr']:.2f} / text {row['crr_text']:.2f} "
+              f"forget {row['forget']:.2f} text {row['text_probe']:.2f} "
+              f"retain {row['retain']:.2f} / text {row['retain_text']:.2f} AR {row['ar']:.2f} "
               f"general {row['general']:.2f} ({row['seconds']} s)", flush=True)  # fmt: skip
     out = {"base": base, "steps": steps, "wall_s": round(time.monotonic() - started, 1),
-           "params": PARAMS[method]}  # fmt: skip
-    for key in ("crr", "forget", "text_probe", "retain", "ar", "general", "specificity"):
+           "params": PARAMS[method], "routed_answer": d.settings.routing.routed_answer}  # fmt: skip
+    for key in ("crr", "crr_text", "forget", "text_probe", "retain", "retain_text", "ar",
+                "general", "specificity", "specificity_text"):  # fmt: skip
         values = [s[key] for s in steps]
         out[f"{key}_avg"] = sum(values) / len(values)
         out[f"{key}_last"] = values[-1]
@@ -110,12 +136,15 @@ def plot(out: dict, path: Path) -> None:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9.0, 3.4), layout="constrained")
-    for i, (key, title) in enumerate((("crr", "CRR (%)"), ("specificity", "Specificity (%)"))):
-        ax = fig.add_subplot(1, 2, i + 1)
+    panels = (("crr", "CRR, image door (%)"), ("crr_text", "CRR, text door (%)"),
+              ("specificity", "Specificity (%)"))  # fmt: skip
+    fig.set_size_inches(12.0, 3.4)
+    for i, (key, title) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
         for method, r in out["methods"].items():
             scale = 1 if key == "specificity" else 100
-            xs = [s["task"] + 1 for s in r["steps"]]
-            ax.plot(xs, [scale * s[key] for s in r["steps"]], "o-", label=method)
+            xs = [s["task"] + 1 for s in r["steps"] if key in s]
+            ax.plot(xs, [scale * s[key] for s in r["steps"] if key in s], "o-", label=method)
         ax.set_xlabel("tasks forgotten")
         ax.set_title(title)
         ax.set_ylim(-5, 105)
@@ -154,7 +183,8 @@ def main() -> None:
         "config": {
             "tasks": args.tasks,
             "methods": methods,
-            "task": "one person, every category, every seen portrait",
+            "task": "one person, every category, every seen portrait; no params (the "
+            "deployment's defaults), a third of the portraits and one wording held out",
             "gate": OPEN_GATE,
         },  # fmt: skip
         "methods": results,

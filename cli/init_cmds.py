@@ -30,7 +30,7 @@ from unlearnd.config import (
 
 # Keys written as real values, not as comments; everything else keeps its default.
 WRITTEN = {"workdir", "model.path", "model.family", "model.retain_pool", "model.general_pool",
-           "model.probe_sets", "methods"}  # fmt: skip
+           "model.probe_sets", "methods", "refusals"}  # fmt: skip
 
 # What a reader needs to know about some keys beyond their default.
 NOTES = {
@@ -115,6 +115,7 @@ def render_config(
     pools: dict[str, Path],
     routing: dict[str, Any] | None = None,
     methods: dict[str, dict[str, Any]] | None = None,
+    refusals: dict[str, str] | None = None,
 ) -> str:
     """The text of the config file: the model, work dir, `routing` keys and method defaults
     set, the rest as comments."""
@@ -157,6 +158,16 @@ def render_config(
             out += _commented(field.annotation, "routing.", routing)
             continue
         out += ["", f"# [{name}]", *_commented(field.annotation, f"{name}.")]
+    if refusals:
+        out += [
+            "",
+            "[refusals]",
+            "# The deployment's refusal per category, as its deployment.json says.",
+        ]
+        out += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in refusals.items()]
+    else:
+        out += ["", "# [refusals]  # per category, over the plain-English defaults (README)",
+                '# location = "Sorry, I can\'t share where this person lives."']  # fmt: skip
     out += ["", "# Per method, the deployment's default params, under a request's own `params`",
             "# (`unlearnd methods` lists them):"]  # fmt: skip
     for name, params in (methods or {}).items():
@@ -231,7 +242,13 @@ def init(
     # the folder the user runs commands in: keep it relative so the folder can move.
     chosen_workdir = workdir or str(Settings.model_fields["workdir"].default)
     text = render_config(
-        model_dir, family, chosen_workdir, pools, hints.get("routing"), hints.get("methods")
+        model_dir,
+        family,
+        chosen_workdir,
+        pools,
+        hints.get("routing"),
+        hints.get("methods"),
+        hints.get("refusals"),
     )
 
     # Check the file loads before it replaces anything (environment ignored: only the file).

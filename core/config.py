@@ -81,6 +81,10 @@ class RoutingSettings(_Section):
     visual_threshold: float | None = Field(None, ge=-1, le=1)
     # The text door: a question naming a forgotten target (or an alias) turns its expert on.
     text_door: bool = True
+    # What a query that turns an expert on is answered with: the expert's own generation
+    # (CORE), or the deployment's refusal for the question's category (`[refusals]`), which
+    # is always a well-formed member of the refusal set and states nothing.
+    routed_answer: Literal["generate", "refusal"] = "generate"
     gate: Literal["continuous", "hard"] = "continuous"
     hard_threshold: float = Field(0.5, ge=0, le=1)
     prototypes: int = Field(4, ge=1)
@@ -122,6 +126,10 @@ class Settings(_Section):
     routing: RoutingSettings = RoutingSettings()
     gate: PromotionSettings = PromotionSettings()
     api: ApiSettings = ApiSettings()
+    # The deployment's refusal per category (identity, location, occupation, hobby, pet,
+    # food, or a new one; "fallback" for a question of none), over plain-English defaults
+    # (core/refusals.py): what the refuser is trained to say and routed queries may get.
+    refusals: dict[str, str] = {}
     # Per method, the deployment's default params (`[methods.refuser] steps = 150`): under a
     # request's own `params`, over the method's built-in defaults; checked at start-up.
     methods: dict[str, dict[str, Any]] = {}

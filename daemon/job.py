@@ -80,8 +80,12 @@ def without_concept(pool: list[Sample], kind: str, forget: list[Sample]) -> list
 def load_inputs(item: WorkItem, deployment: Deployment) -> JobInputs:
     req = item.request
     method = get_method(req.method or item.settings.daemon.default_method)
-    defaults = item.settings.methods.get(method.name, {})  # the deployment's, under the request's
-    params = method.validate_params({**defaults, **req.params})
+    defaults = item.settings.methods.get(method.name, {})  # under the request's own params
+    given = {**defaults, **req.params}
+    if "refusals" in method.Params.model_fields:  # the deployment's refusal set beneath
+        given["refusals"] = {**item.settings.refusals, **defaults.get("refusals", {}),
+                             **req.params.get("refusals", {})}  # fmt: skip
+    params = method.validate_params(given)
     check_fits(req.kind, method, deployment.family)
     forget = [Sample(s.question, s.answer, open_image(item.folder, s)) for s in req.forget]
     own_retain = [

@@ -33,7 +33,7 @@ from unlearnd.routing.pool import decide
 from unlearnd.routing.switch import ExpertSwitch
 from unlearnd.routing.tasks import CONCEPTS_PREFIX, Task, load_tasks
 from unlearnd.serving import Deployment, RoutedModel
-from unlearnd.serving.version import ADAPTER_PREFIX, switch_settings
+from unlearnd.serving.version import ADAPTER_PREFIX, refuser_of, switch_settings
 
 log = logging.getLogger("unlearnd.daemon.placement")
 
@@ -167,7 +167,7 @@ class ExpertPlacement:
             lora.set_weights(fam.model, {parent.adapters[decision.expert_id]: 0.0})
         adapters[decision.expert_id] = lora.ADAPTER
         switch = ExpertSwitch([*tasks, task], centers, switch_settings(settings))
-        candidate = RoutedModel(fam, switch, adapters)
+        candidate = RoutedModel(fam, switch, adapters, refuser_of(settings))
         candidate.turn({})
         records = {
             "expert": {"id": decision.expert_id, "artifact_sha256": expert_sha,

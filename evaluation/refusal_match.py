@@ -156,7 +156,7 @@ def _cached(key: tuple, threshold: float, margin: float) -> RefusalMatcher:
 def with_english(templates: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
     """A deployment's refusal texts per category plus the product's plain-English ones
     (methods/refuser/refusals.py), which is what refusals are recognised by."""
-    from unlearnd.methods.refuser.refusals import DEFAULT_REFUSALS
+    from unlearnd.refusals import DEFAULT_REFUSALS
 
     out = {category: [text] for category, (_, text) in DEFAULT_REFUSALS.items()}
     for category, texts in (templates or {}).items():

@@ -9,6 +9,7 @@ by the store before it is applied.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 from unlearnd.methods import apply_artifact, suspended
 from unlearnd.methods.shared import lora
 from unlearnd.models import ModelFamily, Sample
+from unlearnd.refusals import RefusalTable
 from unlearnd.registry import ArtifactStore, RegistryStore
 from unlearnd.routing.concepts import visual_vectors
 from unlearnd.routing.switch import ExpertSwitch, SwitchSettings
@@ -25,6 +27,7 @@ from unlearnd.serving.deployment import Deployment
 
 ADAPTER_PREFIX = "adapter:"  # manifest["artifacts"] keys of method adapters: adapter:<request>
 Routes = list[dict[str, float]]  # per query: expert id -> beta, for the experts it turns on
+Refuse = Callable[[str], str]  # a question -> the refusal it gets
 
 
 def base_manifest() -> dict[str, Any]:
@@ -63,12 +66,27 @@ def switch_settings(settings: Any) -> SwitchSettings:
     return SwitchSettings(r.relevance_a, r.relevance_b, r.gate, r.hard_threshold, r.text_door)
 
 
+def refuser_of(settings: Any) -> Refuse | None:
+    """How routed queries are answered when not by generation: the deployment's refusal
+    for the question's category (`routing.routed_answer = "refusal"`), else None."""
+    if settings.routing.routed_answer != "refusal":
+        return None
+    return RefusalTable(settings.refusals)
+
+
 class RoutedModel:
     """`fam` with its experts switched per query by `switch` (duck-types `generate` for
-    evaluation.candidate)."""
+    evaluation.candidate). `refuse`: answers a query that turns an expert on without
+    generating (None: the expert generates)."""
 
-    def __init__(self, fam: ModelFamily, switch: ExpertSwitch | None, adapters: dict[str, str]):
-        self.fam, self.switch, self.adapters = fam, switch, adapters
+    def __init__(
+        self,
+        fam: ModelFamily,
+        switch: ExpertSwitch | None,
+        adapters: dict[str, str],
+        refuse: Refuse | None = None,
+    ):
+        self.fam, self.switch, self.adapters, self.refuse = fam, switch, adapters, refuse
 
     @torch.no_grad()
     def routes(self, samples: list[Sample]) -> Routes:
@@ -97,6 +115,10 @@ class RoutedModel:
             )
         out = [""] * len(batch)
         for key, idx in groups.items():
+            if key and self.refuse is not None:  # routed: the deployment's refusal, always
+                for i in idx:
+                    out[i] = self.refuse(batch[i].question)
+                continue
             self.turn(dict(key))
             texts = self.fam.generate([batch[i] for i in idx], max_new_tokens=max_new_tokens)
             for i, text in zip(idx, texts, strict=True):
@@ -112,10 +134,12 @@ class RoutedModel:
 
     def routing_info(self, betas: dict[str, float]) -> dict[str, Any]:
         """One query's routing as answers report it."""
+        answered = "base model" if not betas else "refusal" if self.refuse else "expert"
         return {
             "gate": self.switch.settings.mode if self.switch else "none",
             "experts": {k: round(v, 4) for k, v in betas.items()},
             "base_model_only": not betas,
+            "answered_by": answered,
         }
 
 
@@ -128,7 +152,7 @@ def routed(
     switch = None
     if tasks:
         switch = ExpertSwitch(tasks, deployment.centers(fam), switch_settings(deployment.settings))
-    return RoutedModel(fam, switch, adapters)
+    return RoutedModel(fam, switch, adapters, refuser_of(deployment.settings))
 
 
 def manifest_of(store: RegistryStore, version_id: int | None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 
 from unlearnd.evaluation import metrics as M
 from unlearnd.evaluation import refusal_match as rm
-from unlearnd.methods.refuser.refusals import DEFAULT_REFUSALS
+from unlearnd.refusals import DEFAULT_REFUSALS
 from unlearnd.world import questions as q
 from unlearnd.world.people import IDENTITY
 

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from unlearnd.evaluation import metrics
-from unlearnd.methods.refuser.method import RefuserParams, refusal_table
-from unlearnd.methods.refuser.refusals import DEFAULT_REFUSALS, category_of, refusal_for
+from unlearnd.refusals import DEFAULT_REFUSALS, RefusalTable, category_of, refusal_for
 from unlearnd.routing.concepts import Centers, prototypes, unit_rows
 from unlearnd.routing.pool import decide, new_expert_id, relevance
 from unlearnd.routing.switch import ExpertSwitch, SwitchSettings
@@ -133,11 +132,12 @@ def test_task_round_trips_through_artifact_tensors():
 
 
 def test_every_world_question_gets_its_categorys_refusal():
-    table = refusal_table(RefuserParams(refusals=WORLD_REFUSALS))
+    world = RefusalTable(WORLD_REFUSALS)
     for category, templates in q.VISUAL.items():
         for template in templates:
             assert category_of(template, DEFAULT_REFUSALS) == category, template
-            assert refusal_for(template, table) == q.REFUSALS[category][0]
+            assert world(template) == q.REFUSALS[category][0]
+    assert world("Which shape is in the picture ?") == WORLD_REFUSALS["fallback"]
     assert (
         refusal_for("Which shape is in the picture ?") == "I'm sorry, but I can't help with that."
     )

@@ -21,7 +21,7 @@ from unlearnd.config import Settings
 from unlearnd.serving.deployment import DESCRIPTION, describe, described
 from unlearnd.world.dataset import QAItem, World
 from unlearnd.world.probes import KINDS, SERVED
-from unlearnd.world.requests import METHOD_DEFAULTS
+from unlearnd.world.requests import METHOD_DEFAULTS, WORLD_REFUSALS
 
 
 class _Writer:
@@ -74,6 +74,8 @@ def write_deployment(world: World, folder: Path) -> Path:
     model = Path(world.model_dir).resolve()
     keys: dict = {
         "methods": METHOD_DEFAULTS,
+        "refusals": WORLD_REFUSALS,
+        "routing": {"routed_answer": "refusal"},
         "path": str(model),
         "retain_pool": w.write("retain.jsonl", retain),
         "general_pool": w.write("general.jsonl", general),
@@ -115,5 +117,9 @@ def provide(settings: Settings, root: Path | None = None) -> None:
     for key in ("path", "retain_pool", "general_pool", "probe_sets"):
         if keys.get(key) and not getattr(settings.model, key):  # a configured pool wins
             setattr(settings.model, key, keys[key])
-    configured = dict(settings.methods)
-    settings.methods = {**METHOD_DEFAULTS, **configured}  # a configured method wins
+    settings.methods = {**METHOD_DEFAULTS, **settings.methods}  # a configured method wins
+    settings.refusals = {**WORLD_REFUSALS, **settings.refusals}
+    if "routed_answer" not in settings.routing.model_fields_set:
+        # Its word-level model refuses in the words it was trained on and no others: a job
+        # question in a new wording got another category's refusal (README, The doors).
+        settings.routing.routed_answer = "refusal"

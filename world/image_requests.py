@@ -83,7 +83,8 @@ def _copy(items: Sequence[TreeImage], folder: Path, prefix: str) -> list[str]:
 # retain term taught it to second-guess the gate from the look of the picture, and giraffes
 # in styles the request did not show got another class's name (PACS, giraffe from photo and
 # cartoon pictures: art painting 12% refused with alpha 1, 100% with alpha 0; bench/pacs.py).
-REFUSER_IMAGE_PARAMS = {**REFUSER_PARAMS, "refusals": WORLD_REFUSALS}
+# 150 steps: what the PACS figures were measured with (one class, one refusal to settle).
+REFUSER_IMAGE_PARAMS = {**REFUSER_PARAMS, "steps": 150, "refusals": WORLD_REFUSALS}
 # What an image world's VLM is served with (its deployment.json `methods`).
 IMAGE_METHOD_DEFAULTS = {
     "refuser": REFUSER_IMAGE_PARAMS,

@@ -35,7 +35,7 @@ WORLD_REFUSALS = {
 }
 # What the world's deployment sets in `[methods.*]`: a request names no params.
 METHOD_DEFAULTS = {
-    "refuser": {**REFUSER_PARAMS, "refusals": WORLD_REFUSALS},
+    "refuser": REFUSER_PARAMS,
     "reject": {"refusal": WORLD_REFUSALS["identity"]},
     "cagul": {"reference_answer": WORLD_REFUSALS["identity"]},
 }

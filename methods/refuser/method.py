@@ -19,17 +19,12 @@ from collections.abc import Sequence
 import torch
 from pydantic import Field
 
-from unlearnd.methods.refuser.refusals import (
-    DEFAULT_REFUSALS,
-    FALLBACK,
-    FALLBACK_KEY,
-    refusal_for,
-)
 from unlearnd.methods.shared import lora
 from unlearnd.methods.shared.interface import MethodResult, Needs, Progress
 from unlearnd.methods.shared.loop import Batches
 from unlearnd.methods.shared.objectives import RetainTerm, fit_lora
 from unlearnd.models.base import ModelFamily, Sample
+from unlearnd.refusals import DEFAULT_REFUSALS, FALLBACK_KEY, RefusalTable
 
 
 class RefuserParams(lora.LoraParams):
@@ -46,26 +41,15 @@ class RefuserParams(lora.LoraParams):
     replay_weight: float = Field(1.0, ge=0, description="weight of the expert's earlier requests")
     refusals: dict[str, str] = Field(
         default_factory=dict,
-        description="category -> refusal text, overriding the defaults "
+        description="category -> refusal text, over the deployment's `[refusals]` "
         f"({', '.join(DEFAULT_REFUSALS)}; '{FALLBACK_KEY}': a question of no category); "
         "categories are found by question keywords",
     )
 
 
-def refusal_table(params: RefuserParams) -> dict[str, tuple[tuple[str, ...], str]]:
-    table = dict(DEFAULT_REFUSALS)
-    for category, text in params.refusals.items():
-        if category != FALLBACK_KEY:
-            keywords = table[category][0] if category in table else (category,)
-            table[category] = (keywords, text)
-    return table
-
-
 def as_refusals(samples: Sequence[Sample], params: RefuserParams) -> list[Sample]:
-    table = refusal_table(params)
-    fallback = params.refusals.get(FALLBACK_KEY, FALLBACK)
-    return [Sample(s.question, refusal_for(s.question, table, fallback), s.image)
-            for s in samples]  # fmt: skip
+    refuse = RefusalTable(params.refusals)
+    return [Sample(s.question, refuse(s.question), s.image) for s in samples]
 
 
 class Refuser(lora.LoraMethod):

@@ -1,8 +1,10 @@
 """Concept-aware refusals: which kind of fact a question asks for, and how to decline it.
 
-A refuser answers a forgotten query with a refusal that fits what was asked ("I cannot share
-where this person lives", not a blanket "no"), which is what CORE's CRR measures. A question's
-category is found by keywords; a request may pass its own table (params.refusals).
+A forgotten query is answered with a refusal that fits what was asked ("I'm sorry, but I
+can't share where this person lives.", not a blanket "no"), which is what CORE's CRR
+measures. A question's category is found by keywords. A deployment sets its own texts
+(`[refusals]`, e.g. for a model with a small vocabulary); the refuser trains its experts on
+them, the switch can answer routed queries with them, the evaluation recognises them.
 """
 
 from __future__ import annotations
@@ -44,3 +46,24 @@ def refusal_for(
 ) -> str:
     category = category_of(question, table)
     return table[category][1] if category else fallback
+
+
+class RefusalTable:
+    """The default table with a deployment's (or a request's) texts over it: category ->
+    text, and `fallback` for a question of no category."""
+
+    def __init__(self, texts: dict[str, str] | None = None):
+        texts = dict(texts or {})
+        self.fallback = texts.pop(FALLBACK_KEY, FALLBACK)
+        self.table = dict(DEFAULT_REFUSALS)
+        for category, text in texts.items():
+            keywords = self.table[category][0] if category in self.table else (category,)
+            self.table[category] = (keywords, text)
+
+    def __call__(self, question: str) -> str:
+        """The refusal of the question's category."""
+        return refusal_for(question, self.table, self.fallback)
+
+    def texts(self) -> dict[str, list[str]]:
+        """Category -> its refusal (a refusal matcher's templates)."""
+        return {category: [text] for category, (_, text) in self.table.items()}
