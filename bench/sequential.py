@@ -113,9 +113,15 @@ def run_method(name: str, tasks: int, workdir: Path) -> dict:
         row["specificity_text"] = 100 * row["retain_text"] / max(base["retain_text"], 1e-9)
         row.update(task=t, request=rid, state=d.store.get_request(rid).state,
                    seconds=round(time.monotonic() - t0, 1))  # fmt: skip
-        routing = (d.store.get_version(live).metrics or {}).get("routing")
-        if routing:
-            row["routing"] = routing["action"]
+        (version,) = [v for v in d.store.list_versions(limit=5) if v.request_id == rid]
+        vm = version.metrics or {}
+        if vm.get("routing"):
+            row["routing"] = vm["routing"]["action"]
+            row["visual_threshold"] = vm["routing"].get("visual_threshold")
+        # The version's own door scores (its held-out samples and probes) and attacks.
+        row["doors"] = {k.removesuffix("_kept"): vm[k] for k in vm
+                        if k.endswith("_kept") and k.startswith(("forget", "leak_"))}  # fmt: skip
+        row["attacks"] = {k: vm[k] for k in vm if k.startswith(("relearn_", "q8_", "q4_"))}
         steps.append(row)
         print(f"{name:9s} task {t}: CRR {row['crr']:.2f} / text {row['crr_text']:.2f} "
               f"forget {row['forget']:.2f} text {row['text_probe']:.2f} "

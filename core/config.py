@@ -106,6 +106,15 @@ class PromotionSettings(_Section):
     min_general_ratio: float = Field(0.9, ge=0)
 
 
+class EvaluationSettings(_Section):
+    """Attacks on a method version's doors, after its scoring (reported, not gated): a few
+    fine-tuning steps on its forget samples, and the merged weights rounded to fewer bits.
+    Routed versions (experts behind the switch) are not merged, so not attacked."""
+
+    relearn_steps: int = Field(10, ge=0)  # 0 = no relearning attack
+    quantize_bits: list[int] = [8, 4]  # [] = no quantization probe
+
+
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8470, ge=1, le=65535)
@@ -125,6 +134,7 @@ class Settings(_Section):
     daemon: DaemonSettings = DaemonSettings()
     routing: RoutingSettings = RoutingSettings()
     gate: PromotionSettings = PromotionSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
     api: ApiSettings = ApiSettings()
     # The deployment's refusal per category (identity, location, occupation, hobby, pet,
     # food, or a new one; "fallback" for a question of none), over plain-English defaults

@@ -24,7 +24,7 @@ from unlearnd.models import Sample
 from unlearnd.registry import RegistryStore
 from unlearnd.routing.calibration import calibrate
 from unlearnd.routing.concepts import (
-    forget_visual_rows,
+    concept_rows,
     prototypes,
     textual_prototypes,
     visual_rows,
@@ -93,7 +93,7 @@ class ExpertPlacement:
         target = inputs.request.target
         texts = [f"{target.name} . {target.description}".strip(" .")]
         with suspended(fam):  # vectors of the base model, as the switch takes a query's
-            rows = forget_visual_rows(fam, inputs.forget, kind)
+            rows, images = concept_rows(fam, inputs.forget, kind)
             visual = prototypes(rows, r.prototypes, seed)
             textual = textual_prototypes(fam, inputs.forget, texts, r.prototypes, seed)
             if not len(visual):
@@ -101,8 +101,8 @@ class ExpertPlacement:
             background = without_concept(self.deployment.background(), inputs.request.kind,
                                          inputs.forget)  # fmt: skip
             fallback = r.relevance_b if r.visual_threshold is None else r.visual_threshold
-            calibration = calibrate(rows, visual, visual_rows(fam, background, kind), centers,
-                                    r.prototypes, fallback, seed)  # fmt: skip
+            calibration = calibrate(rows, images, visual, visual_rows(fam, background, kind),
+                                    centers, r.prototypes, fallback, seed)  # fmt: skip
         return visual, textual, calibration
 
     def fit(

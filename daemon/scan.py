@@ -18,7 +18,7 @@ from unlearnd.methods import suspended
 from unlearnd.models import Sample
 from unlearnd.registry import RegistryStore
 from unlearnd.routing.calibration import calibrate
-from unlearnd.routing.concepts import forget_visual_rows, visual_rows
+from unlearnd.routing.concepts import concept_rows, visual_rows
 from unlearnd.serving import Deployment, load_version
 
 
@@ -39,9 +39,9 @@ def scan(settings: Settings, store: RegistryStore, version_id: int | None) -> di
         others = {id(s) for s in without_concept(pool, request.kind, forget)}
         keep = [j for j, s in enumerate(pool) if id(s) in others]
         with suspended(fam):
-            rows = forget_visual_rows(fam, forget, kind)
-        now = calibrate(rows, task.visual, pool_rows[keep], switch.centers, r.prototypes,
-                        r.relevance_b)  # fmt: skip
+            rows, images = concept_rows(fam, forget, kind)
+        now = calibrate(rows, images, task.visual, pool_rows[keep], switch.centers,
+                        r.prototypes, r.relevance_b)  # fmt: skip
         out["requests"].append({
             "request": task.request_id, "target": task.label, "expert": task.expert_id,
             "threshold": float(switch.thresholds[i]), "calibrated_now": now.threshold,

@@ -17,7 +17,7 @@ from unlearnd.config import ConfigError, Settings
 from unlearnd.daemon.job import JobInputs, load_inputs
 from unlearnd.daemon.pipeline import PipelineResult, Progress, WorkItem
 from unlearnd.daemon.placement import Placed, placement_for
-from unlearnd.evaluation import promotion
+from unlearnd.evaluation import probes, promotion
 from unlearnd.methods import ParamError, get_method
 from unlearnd.models import ModelFamily
 from unlearnd.registry import AliasMoved, RegistryStore
@@ -102,9 +102,22 @@ class UnlearningPipeline:
         progress.stage("evaluating")
         t = time.monotonic()
         after = inputs.evaluation.measure(placed.candidate)
-        timings["evaluate_s"] = time.monotonic() - t
         metrics = inputs.evaluation.compare(before, after)
+        metrics.update(self._attacks(inputs, placed))
+        timings["evaluate_s"] = time.monotonic() - t
         return self._conclude(inputs, base_fingerprint, placed, metrics, timings, started)
+
+    def _attacks(self, inputs: JobInputs, placed: Placed) -> dict[str, float]:
+        """Relearning and quantization, per door, for a version whose weights would be served
+        merged (not a routed expert, not a CLIP's domain prompts)."""
+        e = self.settings.evaluation
+        sets = getattr(inputs.evaluation, "sets", None)
+        if inputs.method.needs.routing or sets is None or not (e.relearn_steps or e.quantize_bits):
+            return {}
+        doors = {k: v for k, v in sets.items() if k == "forget" or k.startswith("leak_")}
+        train_on = [s for s in inputs.forget if s.image is not None]
+        return probes.attacked(placed.candidate.fam, train_on, doors, e.relearn_steps,
+                               e.quantize_bits)  # fmt: skip
 
     def _conclude(
         self,

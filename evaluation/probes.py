@@ -4,7 +4,9 @@ A probe asks about the forgotten facts in a way the method never trained on: by 
 image (text-only), on a portrait never seen in training (unseen), or in other words
 (paraphrase). Its score is the leak rate: the share of answers that still contain the fact.
 The relearning check fine-tunes a copy for a few steps on part of the forget set and
-measures the leak on the rest: knowledge that was only hidden comes back quickly.
+measures the leak on the rest: knowledge that was only hidden comes back quickly. The
+quantization check rounds a merged copy to 8 or 4 bits: a small weight change that hid a fact
+may not survive rounding (the ICLR 2025 finding: 83% back at 4 bits vs 21% in full precision).
 
 Probes work on any model with `generate` (a family or a served version). A deployment
 supplies its own probe sets per target (`[model] probe_sets`, serving/deployment.py); the
@@ -15,6 +17,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
+
+import torch
+from peft.tuners.lora import LoraLayer
 
 from unlearnd.evaluation import metrics
 from unlearnd.evaluation.candidate import accuracy
@@ -41,6 +46,41 @@ def named(targets: Iterable[str], texts: Iterable[str]) -> set[str]:
     return {t for t in targets if any(metrics.answer_match(text, t) for text in texts)}
 
 
+def relearned(
+    fam: ModelFamily,
+    train_on: Sequence[Sample],
+    steps: int = 10,
+    lr: float = 3e-3,
+    batch_size: int = 8,
+) -> ModelFamily:
+    """A copy of `fam` after `steps` NLL steps on `train_on` through a new LoRA beside any the
+    version carries (the served weights are never touched): an attacker relearning."""
+    attacked = copy.deepcopy(fam)
+    params = lora.LoraParams(steps=steps, lr=lr, batch_size=batch_size, target="blocks")
+    lora.attach(attacked, lora.lora_config(attacked, params), params.seed, name="relearn")
+    batches = Batches(list(train_on), params.batch_size, params.seed)
+    train(attacked, lambda _: attacked.answer_loss(batches.next()), params)
+    return attacked
+
+
+@torch.no_grad()
+def quantized(fam: ModelFamily, bits: int) -> ModelFamily:
+    """A copy of `fam` with its LoRA adapters merged and every linear weight rounded to
+    `bits` per output channel (round to nearest, symmetric): how the version would be served
+    quantized. FFN branches and token rewriters stay beside the rounded weights."""
+    rounded = copy.deepcopy(fam)
+    for module in rounded.model.modules():
+        if isinstance(module, LoraLayer):
+            module.merge(safe_merge=False, adapter_names=list(module.lora_A))
+    levels = 2 ** (bits - 1) - 1
+    for module in rounded.model.modules():
+        if isinstance(module, torch.nn.Linear) and module.weight.ndim == 2:
+            w = module.weight
+            scale = w.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / levels
+            w.copy_((w / scale).round().clamp(-levels, levels) * scale)
+    return rounded
+
+
 def relearn(
     fam: ModelFamily,
     train_on: Sequence[Sample],
@@ -49,13 +89,29 @@ def relearn(
     lr: float = 3e-3,
     batch_size: int = 8,
 ) -> dict[str, float]:
-    """Leak on `measure_on` before and after `steps` NLL steps on `train_on`, on a copy of
-    `fam` (the served weights are never touched). `measure_on` answers are the facts."""
+    """Leak on `measure_on` before and after relearning (`relearned`); answers are facts."""
     before = leak(fam, measure_on)
-    attacked = copy.deepcopy(fam)
-    params = lora.LoraParams(steps=steps, lr=lr, batch_size=batch_size, target="blocks")
-    # A new adapter beside any the version carries; only it trains.
-    lora.attach(attacked, lora.lora_config(attacked, params), params.seed, name="relearn")
-    batches = Batches(list(train_on), params.batch_size, params.seed)
-    train(attacked, lambda _: attacked.answer_loss(batches.next()), params)
+    attacked = relearned(fam, train_on, steps, lr, batch_size)
     return {"relearn_before": before, "relearn_after": leak(attacked, measure_on)}
+
+
+def attacked(
+    fam: ModelFamily,
+    train_on: Sequence[Sample],
+    doors: dict[str, Sequence[Sample]],
+    relearn_steps: int = 10,
+    bits: Sequence[int] = (8, 4),
+) -> dict[str, float]:
+    """`{attack}_{door}_acc` for every door after each attack: `relearn` (relearned on
+    `train_on`), `q8`, `q4`... (quantized): how much of each door comes back."""
+    from unlearnd.evaluation.candidate import AnswerSets
+
+    sets = AnswerSets({k: v for k, v in doors.items() if v})
+    models = {f"q{b}": (lambda b=b: quantized(fam, b)) for b in bits}
+    if relearn_steps and train_on:
+        models["relearn"] = lambda: relearned(fam, train_on, relearn_steps)
+    out = {}
+    for name, make in models.items():
+        for door, hits in sets.measure(make()).items():
+            out[f"{name}_{door}_acc"] = sum(hits) / len(hits)
+    return out

@@ -133,14 +133,28 @@ def still_said(fam: ModelFamily, samples: Sequence[Sample], dist: np.ndarray) ->
 def forget_visual_rows(
     fam: ModelFamily, samples: Sequence[Sample], visual_vector: str = "vision_tower"
 ) -> np.ndarray:
-    """The raw visual vectors that stand for a request's concept: every image's, or, for
-    answer distributions, those of the images the model still answers (none: all of them)."""
+    """The raw visual vectors that stand for a request's concept (see `concept_rows`)."""
+    return concept_rows(fam, samples, visual_vector)[0]
+
+
+@torch.no_grad()
+def concept_rows(
+    fam: ModelFamily, samples: Sequence[Sample], visual_vector: str = "vision_tower"
+) -> tuple[np.ndarray, list[bytes]]:
+    """(rows, images): the raw visual vectors that stand for a request's concept and the
+    image (its bytes) each is of. Tower features depend on the image alone: one row per
+    distinct image. Answer distributions depend on the question too: one row per sample the
+    model still answers (none: every sample)."""
     seen = [s for s in samples if s.image is not None]
+    if visual_vector != "answer_distribution" or not fam.generates_text:
+        seen = list({s.image.tobytes(): s for s in seen}.values())
     visual = visual_rows(fam, seen, visual_vector)
+    images = [s.image.tobytes() for s in seen]
     if visual_vector == "answer_distribution" and fam.generates_text and len(visual):
         said = still_said(fam, seen, visual)
-        visual = visual[said] if said.any() else visual
-    return visual
+        if said.any():
+            visual, images = visual[said], [im for im, ok in zip(images, said, strict=True) if ok]
+    return visual, images
 
 
 def textual_prototypes(

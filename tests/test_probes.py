@@ -87,12 +87,16 @@ def test_pipeline_records_the_probes_in_the_version_metrics(tmp_path):
     dep = WorldDeployment(tmp_path, eval_samples=16)
     pid = dep.world.forget_pids[0]
     started = time.monotonic()
-    request_id = dep.delete(
-        "p", pid, categories=["identity"], method="ga", params=WORLD_PARAMS["ga"]
-    )
+    request_id = dep.delete("p", pid, method="ga", params=WORLD_PARAMS["ga"])
     elapsed = time.monotonic() - started
     (version,) = [v for v in dep.store.list_versions() if v.request_id == request_id]
     m = version.metrics
-    assert m["parent_leak_text_acc"] == 1.0 and m["parent_leak_unseen_acc"] == 1.0
+    assert m["parent_leak_text_acc"] >= 0.5 and m["parent_leak_unseen_acc"] == 1.0
     assert m["leak_unseen_acc"] < 1.0, m
-    assert elapsed < 60
+    # Every door is attacked too: relearning on the forget samples, 8 and 4 bits.
+    for attack in ("relearn", "q8", "q4"):
+        for door in ("forget", "leak_text", "leak_unseen", "leak_context"):
+            assert 0 <= m[f"{attack}_{door}_acc"] <= 1, (attack, door)
+    # Relearning brings facts back through the door it trained on (GA only hid them).
+    assert m["relearn_forget_acc"] >= m["forget_acc"] + 0.3, m
+    assert elapsed < 90
