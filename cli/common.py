@@ -24,7 +24,8 @@ EXIT_NOT_FOUND = 4  # unknown version, request, alias or path
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # soft_wrap: no newline inside a path or a name, whatever the terminal width (logs, grep)
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

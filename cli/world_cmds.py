@@ -146,3 +146,29 @@ def request(
     except (FileNotFoundError, ImageTreeError, ValueError) as exc:
         fail(str(exc), EXIT_ERROR)
     typer.echo(f"wrote {out}: submit it with `unlearnd submit {out}`")
+
+
+@world_app.command("deployment")
+def deployment(
+    out: Path = typer.Option(..., "--out", help="A new folder: the model, pools, probe sets."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Write the built-in world as a deployment any server can be pointed at: OUT/vlm (a copy
+    of its model), its retain, general and probe files, and OUT/deployment.json, which
+    `unlearnd init --model OUT/vlm` reads (pools, probes, refusals, method defaults)."""
+    import shutil
+
+    from unlearnd.world import load_world
+    from unlearnd.world.deployment import write_deployment
+
+    if out.exists() and any(out.iterdir()):
+        fail(f"--out {out} exists and is not empty; choose a new folder", EXIT_ERROR)
+    world = load_world()
+    shutil.copytree(world.model_dir, out / "vlm")
+    world.model_dir = out / "vlm"
+    written = write_deployment(world, out)
+    data = {"model": str((out / "vlm").resolve()), "description": str(written.resolve())}
+    if as_json:
+        print_json(data)
+    else:
+        typer.echo(f"wrote {out}: serve it with `unlearnd init --model {out / 'vlm'}`")

@@ -17,8 +17,8 @@ from unlearnd.config import ConfigError, Settings
 from unlearnd.daemon.job import JobInputs, load_inputs
 from unlearnd.daemon.pipeline import PipelineResult, Progress, WorkItem
 from unlearnd.daemon.placement import Placed, placement_for
-from unlearnd.evaluation import probes, promotion
-from unlearnd.methods import ParamError, get_method
+from unlearnd.evaluation import candidate, probes, promotion
+from unlearnd.methods import ParamError, get_method, suspended
 from unlearnd.models import ModelFamily
 from unlearnd.registry import AliasMoved, RegistryStore
 from unlearnd.serving import Deployment
@@ -90,6 +90,7 @@ class UnlearningPipeline:
         progress.stage("scoring parent")
         t = time.monotonic()
         before = inputs.evaluation.measure(parent)
+        base_forget = self._base_forget(inputs, fam, manifest, before)
         timings["score_parent_s"] = time.monotonic() - t
 
         progress.stage("training")
@@ -103,9 +104,28 @@ class UnlearningPipeline:
         t = time.monotonic()
         after = inputs.evaluation.measure(placed.candidate)
         metrics = inputs.evaluation.compare(before, after)
+        if base_forget is not None:
+            metrics["base_forget_acc"] = base_forget
         metrics.update(self._attacks(inputs, placed))
         timings["evaluate_s"] = time.monotonic() - t
         return self._conclude(inputs, base_fingerprint, placed, metrics, timings, started)
+
+    @staticmethod
+    def _base_forget(
+        inputs: JobInputs, fam: ModelFamily, manifest: dict[str, Any], before: dict
+    ) -> float | None:
+        """The base model's forget accuracy, when the parent states none of the facts and is
+        an earlier deletion (a second request about a person already refused): whether the
+        facts were ever there to forget. None where the parent's own score says it."""
+        forget = before.get("forget")
+        if not forget or any(forget) or manifest == base_manifest():
+            return None
+        sets = getattr(inputs.evaluation, "sets", None)
+        if sets is None:  # a CLIP's domain sets: the parent's score is the reference
+            return None
+        with suspended(fam):
+            hit = candidate.hits(fam, sets["forget"])
+        return sum(hit) / len(hit)
 
     def _attacks(self, inputs: JobInputs, placed: Placed) -> dict[str, float]:
         """Relearning and quantization, per door, for a version whose weights would be served

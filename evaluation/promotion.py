@@ -9,7 +9,9 @@ own `gate` field. The decision lists every check, so a `gated` version says what
   still answers (`retain_kept`) at least `min_retain_ratio` (`min_general_ratio`).
 A check whose parent answered nothing is "not measurable", never a pass: for forget, retain
 and general that fails the gate with the reason (set the threshold to 1, or 0, to skip the
-check); a door the parent never answered is reported, and left out of the decision.
+check); a door the parent never answered is reported, and left out of the decision. For
+forget, a parent that is an earlier deletion is looked through to the base model
+(`base_forget_acc`): a second request about a person already refused.
 """
 
 from __future__ import annotations
@@ -111,7 +113,10 @@ def decide(metrics: dict[str, Any], gate: BaseModel) -> PromotionDecision:
     g = PromotionSettings.model_validate(gate.model_dump())
     checks = []
     if "forget_acc" in metrics and g.max_forget_accuracy < 1:
-        if metrics.get("parent_forget_acc", 1) == 0:
+        # A parent that already refuses (an earlier deletion of the same person) is measured
+        # against the base model: were the facts ever stated?
+        reference = metrics.get("parent_forget_acc", 1) or metrics.get("base_forget_acc", 0)
+        if reference == 0:
             note = "the parent stated none of the held-out forget facts: nothing shows forgetting"
             checks.append(Check("forget_acc", None, g.max_forget_accuracy, "<=", False, FAILED,
                                 note))  # fmt: skip

@@ -10,7 +10,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(1)  # 2 cores in CI; tests are tiny and many threads only contend
+torch.set_num_threads(1)  # one thread per test worker (pyproject: two workers on 2 cores)
 
 
 @pytest.fixture(autouse=True)
@@ -37,3 +37,9 @@ def _world_deployment_files(tmp_path_factory):
 
     set_default_provider(provide)
     yield folder
+
+
+def pytest_collection_modifyitems(items):
+    """Slow tests first (stable order otherwise): the two workers then share the long ones
+    and end together instead of one waiting for a long test picked up last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

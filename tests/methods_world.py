@@ -4,11 +4,13 @@ Shared by tests/test_methods_world.py and bench/methods_bench.py, so the benchma
 the matrix test measure the same thing.
 
 Split (from the world's own forget / retain people): D_f = the seen-portrait questions about
-the first `n_forget` forget people; D_r = those about the first 100 retain people; the
-retain score uses 15 other retain people (never trained on) and the general score 20
-held-out scenes. Forget counts an answer as a leak when it still contains the fact (the
-name, city, job, ...), so naming the wrong person but keeping the city still leaks; retain
-and general need the whole answer.
+the first `n_forget` forget people (each category on one of the six seen portraits);
+forgetting is scored on the same questions on another of their seen portraits, never trained
+on here, and on their unseen portraits and their facts asked by name; D_r = the seen-
+portrait questions about the first 100 retain people; the retain score uses 15 other retain
+people (never trained on) and the general score 20 held-out scenes. Forget counts an answer
+as a leak when it still contains the fact (the name, city, job, ...), so naming the wrong
+person but keeping the city still leaks; retain and general need the whole answer.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ WORLD_PARAMS: dict[str, dict] = {
 
 @dataclass
 class Split:
-    forget: list[QAItem]
+    forget_train: list[QAItem]  # what a method trains on
+    forget: list[QAItem]  # scored: held-out portraits of the same people
     retain_train: list[Sample]
     retain: list[QAItem]
     general: list[QAItem]
@@ -53,13 +56,22 @@ class Split:
     unseen: list[QAItem]  # probe: the forget people's portraits never trained on
 
     def forget_samples(self, world: World) -> list[Sample]:
-        return [world.sample(it) for it in self.forget]
+        return [world.sample(it) for it in self.forget_train]
+
+
+def held_out(world: World, items: list[QAItem]) -> list[QAItem]:
+    """The same questions on another seen portrait of the same person (three variants on)."""
+    return [QAItem(it.question, it.answer, it.category, it.kind, it.pid,
+                   ("portrait", it.pid, (it.image[2] + 3) % world.spec.n_seen), fact=it.fact)
+            for it in items]  # fmt: skip
 
 
 def make_split(world: World, n_forget: int = 3) -> Split:
     forget_pids = world.forget_pids[:n_forget]
+    trained = world.items("seen_qa", forget_pids)
     return Split(
-        forget=world.items("seen_qa", forget_pids),
+        forget_train=trained,
+        forget=held_out(world, trained),
         retain_train=world.samples("seen_qa", world.retain_pids[:100]),
         retain=world.items("seen_qa", world.retain_pids[100:115]),
         general=world.general_items(world.eval_scene_indices()[:20]),

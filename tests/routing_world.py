@@ -40,7 +40,7 @@ class WorldDeployment:
         said = answers(model, [self.world.sample(it) for it in items])
         return metrics.context_refusal_rate(said, [it.category for it in items], q.REFUSALS)
 
-    def accuracy(self, model, kind: str, pids=None) -> float:
-        items = self.world.items(kind, pids)
+    def accuracy(self, model, kind: str, pids=None, items=None) -> float:
+        items = self.world.items(kind, pids) if items is None else items
         said = answers(model, [self.world.sample(it) for it in items])
         return metrics.answer_accuracy(said, [it.answer for it in items])

@@ -4,9 +4,13 @@ candidate that leaks through a door is gated, not committed."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from routing_world import WorldDeployment
+from typer.testing import CliRunner
 
+from unlearnd.cli.main import app
 from unlearnd.evaluation import metrics
 from unlearnd.models import Sample
 from unlearnd.world import questions as q
@@ -17,7 +21,7 @@ PERSON = 17  # forget_pids[17]: a person no other test deletes
 
 
 @pytest.mark.slow
-def test_a_deletion_holds_through_every_door_and_keeps_the_rest(tmp_path):
+def test_a_deletion_holds_through_every_door_and_keeps_the_rest(tmp_path, monkeypatch):
     d = WorldDeployment(tmp_path, eval_samples=48)
     world = d.world
     pid = world.forget_pids[PERSON]
@@ -50,6 +54,17 @@ def test_a_deletion_holds_through_every_door_and_keeps_the_rest(tmp_path):
     still = [metrics.answer_match(n, s.answer) for n, s in zip(now, asked, strict=True)]
     assert sum(r and s for r, s in zip(right, still, strict=True)) >= 0.95 * sum(right)
 
+    # `unlearnd gate scan`: the threshold it was routed with, and what it lets by.
+    monkeypatch.setenv("UNLEARND_WORKDIR", str(d.settings.workdir))
+    out = CliRunner().invoke(app, ["gate", "scan", "--json", "--out", str(tmp_path / "s.png")])
+    assert out.exit_code == 0, out.output
+    scan = json.loads(out.output)
+    (row,) = scan["requests"]
+    assert row["request"] == request_id
+    assert row["threshold"] == pytest.approx(m["routing"]["visual_threshold"], abs=1e-6)
+    assert row["miss"] <= 0.25 and scan["false_refusal"] <= 0.05, scan
+    assert (tmp_path / "s.png").stat().st_size > 1000
+
 
 def test_a_candidate_that_leaks_through_a_door_is_gated(tmp_path):
     d = WorldDeployment(tmp_path, eval_samples=16)
@@ -61,3 +76,28 @@ def test_a_candidate_that_leaks_through_a_door_is_gated(tmp_path):
     assert d.store.get_request(request_id).state == "gated"
     assert version.status == "gated" and d.store.get_alias("live") == version.parent_id
     assert any(f.startswith("leak_text_acc") for f in gate["failed"]), gate["failed"]
+
+
+def test_the_world_served_through_init_keeps_its_probes_refusals_and_defaults(
+    tmp_path, monkeypatch
+):
+    from unlearnd.config import load_settings
+    from unlearnd.serving import Deployment
+    from unlearnd.world import load_world
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["world", "deployment", "--out", str(tmp_path / "w")])
+    assert out.exit_code == 0, out.output
+    (tmp_path / "p").mkdir()
+    monkeypatch.chdir(tmp_path / "p")
+    out = runner.invoke(app, ["init", "--model", str(tmp_path / "w" / "vlm")])
+    assert out.exit_code == 0, out.output
+    settings = load_settings(tmp_path / "p" / "unlearnd.toml", environ={})
+    assert settings.model.probe_sets.endswith("probes.jsonl") and settings.model.retain_pool
+    assert (
+        settings.methods["refuser"]["steps"] == 250 and settings.routing.routed_answer == "refusal"
+    )
+    assert settings.refusals["location"] == "I cannot share where this person lives ."
+    person = load_world().people[load_world().forget_pids[PERSON]]
+    sets = Deployment(settings).probe_sets([person.name])
+    assert len(sets["leak_cloze"]) == 5 and len(sets["leak_text"]) == 5  # the probes stay on

@@ -80,6 +80,17 @@ def test_a_ratio_whose_parent_answered_nothing_is_not_a_pass():
                   thresholds(PromotionSettings(), {"max_forget_accuracy": 1.0})).passed  # fmt: skip
 
 
+def test_a_parent_that_already_refuses_is_looked_through_to_the_base():
+    # A second request about a person an earlier deletion already refuses: the base stated
+    # the facts, so the candidate's 0 is a measured 0; a candidate that states them fails.
+    again = {"forget_acc": 0.0, "parent_forget_acc": 0.0, "base_forget_acc": 0.8}
+    assert decide(again, PromotionSettings()).passed
+    leaking = decide({**again, "forget_acc": 0.5}, PromotionSettings())
+    assert leaking.failed == ["forget_acc 0.500 not <= 0.200"]
+    never = decide({**again, "base_forget_acc": 0.0}, PromotionSettings())
+    assert "forget_acc not measurable" in never.failed[0]
+
+
 def test_retain_counts_only_what_the_parent_answered():
     # The candidate keeps 9 of the parent's 10 right answers; its own right answers on
     # samples the parent missed do not make up for a loss.

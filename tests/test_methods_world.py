@@ -1,12 +1,13 @@
-"""Every registered method on the world model: it forgets three people, keeps the others
-and the scenes, and its artifact re-applies exactly from the registry's store (and, for a
-LoRA, through PEFT's own loader). Split, params and scoring: tests/methods_world.py.
+"""Every registered method on the world model: it forgets three people, keeps the others and
+the scenes, and its artifact re-applies exactly from the registry's store (and, for a LoRA,
+through PEFT's own loader). Split, params and scoring: tests/methods_world.py.
 
-Bars, stated against the base model's scores on the same split: the forget leak rate falls
-by at least 0.8; retain (15 people never trained on) stays within 0.2 and general (scenes)
-within 0.1. VL-Eraser gets wider bars: on this world its subtraction is not selective (the
-forget people's representations are no more in the retain null space than other people's),
-measured 0.06 / 0.69 / 0.92, so its bars are retain within 0.4 and general within 0.15.
+Bars, stated against the base model's scores on the same split: the forget leak rate on
+portraits never trained on falls by at least 0.8; retain (15 people never trained on) stays
+within 0.2 and general (scenes) within 0.1. VL-Eraser
+gets wider bars: on this world its subtraction is not selective (the forget people's
+representations are no more in the retain null space than other people's), measured 0.06 /
+0.69 / 0.92, so its bars are retain within 0.4 and general within 0.15.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 BARS = {"forget_drop": 0.8, "retain": 0.2, "general": 0.1}
-WIDER = {"vl_eraser": {"forget_drop": 0.8, "retain": 0.4, "general": 0.15}}
+WIDER = {
+    "vl_eraser": {"forget_drop": 0.8, "retain": 0.4, "general": 0.15},
+}
 # One method-specific bad param each (the shared ones are in test_methods.py).
 BAD = {
     "cagul": {"k": 0},

@@ -152,3 +152,25 @@ def test_context_refusal_rate_needs_the_right_category():
     asked = ["location", "location", "identity"]
     assert metrics.context_refusal_rate(said, asked, q.REFUSALS) == pytest.approx(1 / 3)
     assert metrics.refusal_rate(said, q.REFUSALS) == pytest.approx(2 / 3)
+
+
+def test_calibration_leaves_whole_images_out_and_sits_near_the_background():
+    from unlearnd.routing.calibration import calibrate
+
+    centre = np.random.default_rng(5).normal(size=DIM)
+    pictures = [centre + np.random.default_rng(10 + i).normal(scale=0.3, size=DIM)
+                for i in range(4)]  # fmt: skip
+    rows = np.stack([p for p in pictures for _ in range(3)]).astype(np.float32)  # 3 questions each
+    images = [i for i in range(4) for _ in range(3)]
+    background = np.random.default_rng(6).normal(size=(50, DIM)).astype(np.float32)
+    c = calibrate(rows, images, prototypes(rows, 4), background, CENTERS, 4, fallback=0.6)
+    assert len(c.own) == 4 and max(c.own) < 0.999  # its own copies never stand in for an image
+    lo, hi = max(c.background), min(c.own)
+    assert lo < c.threshold < hi and c.threshold - lo <= 0.1 * (hi - lo) + 1e-4
+    assert c.miss == 0 and c.false_fire == 0
+    # One picture: nothing to leave out, the deployment's threshold stands.
+    single = calibrate(rows[:3], images[:3], rows[:1], background, CENTERS, 4, fallback=0.6)
+    assert single.threshold == 0.6 and single.own == []
+    # Overlapping: the threshold trades misses against false fires.
+    mixed = calibrate(rows, images, prototypes(rows, 4), rows[:6] * 0.9, CENTERS, 4, 0.6)
+    assert 0 <= mixed.miss <= 1 and mixed.false_fire > 0

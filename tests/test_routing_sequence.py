@@ -15,7 +15,7 @@ from unlearnd.world.people import FACT_CATEGORIES, IDENTITY
 
 pytestmark = pytest.mark.slow
 
-MIN_CRR = 0.8  # measured 0.83-1.0 per person on unseen portraits (the issue asks 0.9)
+MIN_CRR = 0.95  # the goal (issue 22): a refusal of the asked category on unseen portraits
 KEEP = 0.95  # retained people and general questions keep >= 95% of the base score
 
 
@@ -27,7 +27,8 @@ def test_four_deletions_reuse_adapt_and_revert(tmp_path):
     retained = world.retain_pids[:12]
     base = load_version(deployment, d.store, d.store.get_alias("live"))
     base_retain = d.accuracy(base, "seen_qa", retained)
-    base_general = d.accuracy(base, "general")
+    general = world.general_items(world.eval_scene_indices()[:40])  # 200 of the 1,500
+    base_general = d.accuracy(base, "general", items=general)
 
     steps = [
         ("first", p0, (IDENTITY, "location", "occupation"), "new"),
@@ -46,13 +47,15 @@ def test_four_deletions_reuse_adapt_and_revert(tmp_path):
         decision = version.metrics["routing"]
         assert decision["action"] == action, decision
         experts[name] = decision["expert_id"]
+        if action == "reuse":  # the parent refuses the person already: scored against the base
+            assert version.metrics["parent_forget_acc"] == 0 < version.metrics["base_forget_acc"]
         forgotten.append(pid)
         model = load_version(deployment, d.store, version.id)
         for person in set(forgotten):
             asked = [IDENTITY, *FACT_CATEGORIES] if person != p0 else list(_asked(steps, name))
             assert d.crr(model, person, categories=asked) >= MIN_CRR, (name, person)
         assert d.accuracy(model, "seen_qa", retained) >= KEEP * base_retain
-        assert d.accuracy(model, "general") >= KEEP * base_general
+        assert d.accuracy(model, "general", items=general) >= KEEP * base_general
 
     assert experts["first-again"] == experts["first"]
     assert experts["second"] != experts["first"]

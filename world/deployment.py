@@ -23,6 +23,11 @@ from unlearnd.world.dataset import QAItem, World
 from unlearnd.world.probes import KINDS, SERVED
 from unlearnd.world.requests import METHOD_DEFAULTS, WORLD_REFUSALS
 
+# Its word-level model refuses in the words it was trained on and no others: a job question in
+# a new wording got another category's refusal from its expert (CRR 0.6 on the text door, 1.0
+# answered from the refusal set; README, The doors). Routed queries get the refusal set.
+ROUTING = {"routed_answer": "refusal"}
+
 
 class _Writer:
     """Rows of one folder's JSONL files; each image saved once, named by its reference."""
@@ -75,7 +80,7 @@ def write_deployment(world: World, folder: Path) -> Path:
     keys: dict = {
         "methods": METHOD_DEFAULTS,
         "refusals": WORLD_REFUSALS,
-        "routing": {"routed_answer": "refusal"},
+        "routing": ROUTING,
         "path": str(model),
         "retain_pool": w.write("retain.jsonl", retain),
         "general_pool": w.write("general.jsonl", general),
@@ -119,7 +124,6 @@ def provide(settings: Settings, root: Path | None = None) -> None:
             setattr(settings.model, key, keys[key])
     settings.methods = {**METHOD_DEFAULTS, **settings.methods}  # a configured method wins
     settings.refusals = {**WORLD_REFUSALS, **settings.refusals}
-    if "routed_answer" not in settings.routing.model_fields_set:
-        # Its word-level model refuses in the words it was trained on and no others: a job
-        # question in a new wording got another category's refusal (README, The doors).
-        settings.routing.routed_answer = "refusal"
+    for key, value in ROUTING.items():
+        if key not in settings.routing.model_fields_set:
+            setattr(settings.routing, key, value)

@@ -1,8 +1,10 @@
-"""Refuser: a CORE-style expert, a LoRA on the vision-language projector trained to answer
-forgotten image-question pairs with a refusal that fits what was asked.
+"""Refuser: a CORE-style expert, a LoRA trained to answer forgotten image-question pairs (and
+the same questions asked by name) with a refusal that fits what was asked.
 
-Reading of CORE (METHODS.md) implemented here: the expert is a LoRA on the projector (PEFT
-layout, so a standard engine can serve it); the router is the FAISS concept gate of
+Reading of CORE (METHODS.md) implemented here: the expert is a LoRA in PEFT's layout (so a
+standard engine can serve it), on the projector as in CORE and, by default, on the language
+blocks too, since a question by name without an image reaches the expert only through the
+language model (the text door, routing/switch.py); the router is the FAISS concept gate of
 `unlearnd.routing`, not a trained classifier, so CORE's routing terms become (a) the pool
 decision (reuse a relevant expert, a new one, or adapt the least used; routing/pool.py) and
 (b) replay: an expert that is reused or adapted keeps training on the forget samples of the
@@ -54,7 +56,7 @@ def as_refusals(samples: Sequence[Sample], params: RefuserParams) -> list[Sample
 
 class Refuser(lora.LoraMethod):
     name = "refuser"
-    summary = "CORE-style refuser expert: projector LoRA, category-aware refusals, gated by concept"
+    summary = "CORE-style refuser expert: a LoRA, category-aware refusals, switched on by concept"
     Params = RefuserParams
     needs = Needs(routing=True, text_variants=True)
 
