@@ -89,11 +89,14 @@ def measure(d: WorldDeployment, model, forgotten: list[int], retained: list[int]
     }
 
 
-def run_method(name: str, tasks: int, workdir: Path) -> dict:
+def run_method(name: str, tasks: int, workdir: Path, attacks: bool = True) -> dict:
     """`name`: a method, or `refuser@generate` for the refuser whose experts answer routed
-    queries themselves (CORE) instead of the deployment's refusal set."""
+    queries themselves (CORE) instead of the deployment's refusal set. `attacks`: the
+    pipeline's relearning and quantization probes after each task (a method version's)."""
     method, _, answer = name.partition("@")
     d = WorldDeployment(workdir / name)
+    if not attacks:
+        d.settings.evaluation.relearn_steps, d.settings.evaluation.quantize_bits = 0, []
     d.settings.methods[method] = PARAMS[method]  # the deployment's defaults: requests name none
     if answer:
         d.settings.routing.routed_answer = answer
@@ -168,6 +171,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--out", default="bench/results/sequential.json")
     parser.add_argument("--plot-only", action="store_true", help="re-plot --out, no run")
+    parser.add_argument(
+        "--no-attacks",
+        action="store_true",
+        help="skip the relearning and quantization probes after each task",
+    )
     args = parser.parse_args()
     if args.plot_only:
         plot(json.loads(Path(args.out).read_text()), Path(args.out).with_suffix(".png"))
@@ -177,7 +185,7 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory(prefix="unlearnd-seq-") as tmp:
         for method in methods:
-            results[method] = run_method(method, args.tasks, Path(tmp))
+            results[method] = run_method(method, args.tasks, Path(tmp), not args.no_attacks)
     out = {
         "benchmark": "sequential",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -192,6 +200,7 @@ def main() -> None:
             "task": "one person, every category, every seen portrait; no params (the "
             "deployment's defaults), a third of the portraits and one wording held out",
             "gate": OPEN_GATE,
+            "attacks": not args.no_attacks,
         },  # fmt: skip
         "methods": results,
     }

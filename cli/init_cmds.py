@@ -116,6 +116,7 @@ def render_config(
     routing: dict[str, Any] | None = None,
     methods: dict[str, dict[str, Any]] | None = None,
     refusals: dict[str, str] | None = None,
+    eval_samples: int | None = None,
 ) -> str:
     """The text of the config file: the model, work dir, `routing` keys and method defaults
     set, the rest as comments."""
@@ -147,7 +148,9 @@ def render_config(
         f"probe_sets = {_toml_value(pools['probe_sets'])}"
         if "probe_sets" in pools
         else '# probe_sets = ""',
-        *_commented(Settings.model_fields["model"].annotation, "model."),
+        *([f"eval_samples = {eval_samples}"] if eval_samples else []),
+        *_commented(Settings.model_fields["model"].annotation, "model.",
+                    ["eval_samples"] if eval_samples else []),  # fmt: skip
     ]
     for name, field in Settings.model_fields.items():
         if name == "model" or not isinstance(field.default, BaseModel):
@@ -200,6 +203,11 @@ def init(
     general_pool: Path | None = typer.Option(
         None, "--general-pool", help="JSONL of samples of general ability."
     ),
+    eval_samples: int | None = typer.Option(
+        None, "--eval-samples", min=1,
+        help="Rows of each pool a candidate is scored on (default 48); the retain pool's next "
+        "ones are trained against.",
+    ),  # fmt: skip
     force: bool = typer.Option(False, "--force", help="Overwrite an existing config file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -207,7 +215,7 @@ def init(
     or clip), so that serve, submit, generate, classify, versions and rollback work from this
     folder without flags."""
     from unlearnd.models import ModelLoadError
-    from unlearnd.serving.deployment import DeploymentError, described
+    from unlearnd.serving.deployment import Deployment, DeploymentError, described
 
     root = ctx.find_root().obj
     explicit = root.get("config_path") if isinstance(root, dict) else None
@@ -249,6 +257,7 @@ def init(
         hints.get("routing"),
         hints.get("methods"),
         hints.get("refusals"),
+        eval_samples,
     )
 
     # Check the file loads before it replaces anything (environment ignored: only the file).
@@ -259,6 +268,13 @@ def init(
             loaded = load_settings(tmp, environ={})
         except ConfigError as e:
             fail(f"the config init would write is invalid (a bug): {e}", EXIT_CONFIG)
+        try:  # pools that cannot both score and train a deletion: say so now, not per job
+            problems = Deployment(loaded).pool_problems()
+        except DeploymentError as e:
+            problems = [str(e)]
+        if problems:
+            fail("; ".join(problems).replace("lower [model] eval_samples", "pass --eval-samples")
+                 + f" ({target} not written)", EXIT_ERROR)  # fmt: skip
         os.replace(tmp, target)
     except OSError as e:  # a read-only folder, a full disk
         fail(f"cannot write {target}: {e}", EXIT_ERROR)

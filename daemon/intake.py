@@ -71,6 +71,7 @@ class Intake:
         self._lock = threading.Lock()  # scan_once may be called by the loop and a rescan job
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._deployment = None  # read on the first request that needs it (pools, family)
         self.watcher = InboxWatcher(
             self.inbox.dir("new"),
             self.wake.set,
@@ -146,6 +147,9 @@ class Intake:
                 self.method_check,
                 self.settings.methods,
             )
+            misfits = self._misfits(accepted)
+            if misfits:
+                raise RequestError(misfits)
         except RequestError as e:
             self._reject(claimed, original, e.errors)
             return
@@ -189,6 +193,31 @@ class Intake:
                 request_id,
                 extra={"request_id": request_id, "file": original},
             )
+
+    def _misfits(self, accepted: Accepted) -> list[FieldError]:
+        """What the deployment cannot take, known without loading its model: a kind or a
+        method its family does not serve, pools too small to both score and train. A model
+        folder that cannot be read is the job's to report."""
+        from unlearnd.daemon.job import RequestMismatch, check_fits
+        from unlearnd.methods import UnknownMethod, get_method
+        from unlearnd.models import ModelLoadError
+        from unlearnd.serving import Deployment, DeploymentError
+
+        if self._deployment is None:
+            self._deployment = Deployment(self.settings)
+        request = accepted.request
+        try:
+            family = self._deployment.family
+            errors = [FieldError("model", p) for p in self._deployment.pool_problems()]
+        except (DeploymentError, ModelLoadError, OSError):
+            return []
+        try:
+            check_fits(request.kind, get_method(request.method), family)
+        except RequestMismatch as e:
+            errors.append(FieldError("kind", str(e)))
+        except UnknownMethod:
+            pass  # the method check names it
+        return errors
 
     def _reject(self, claimed: Path, original: str, errors: list[FieldError]) -> None:
         self.inbox.finish_failed(claimed, errors, original)

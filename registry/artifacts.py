@@ -26,8 +26,6 @@ if TYPE_CHECKING:  # torch is imported when tensors are used: the CLI starts fas
     import torch
 
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
-PEFT_CONFIG = "adapter_config.json"
-PEFT_WEIGHTS = "adapter_model.safetensors"
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -90,14 +88,6 @@ class ArtifactStore:
         meta = {str(k): str(v) for k, v in (metadata or {}).items()}
         return self.put_bytes(canonical_safetensors(save_safetensors(clean, metadata=meta)))
 
-    def put_peft(self, adapter_dir: str | Path) -> tuple[str, str]:
-        """Store a PEFT adapter folder (save_pretrained's output): (config sha, weights sha)."""
-        folder = Path(adapter_dir)
-        config = (folder / PEFT_CONFIG).read_bytes()
-        json.loads(config)  # a clear error now rather than at export time
-        weights = (folder / PEFT_WEIGHTS).read_bytes()
-        return self.put_bytes(config), self.put_bytes(canonical_safetensors(weights))
-
     # -- reading ----------------------------------------------------------------------------
 
     def exists(self, sha256: str) -> bool:
@@ -129,16 +119,6 @@ class ArtifactStore:
         """The blob's path after checking its hash (for readers that need a file name)."""
         self.read_bytes(sha256)
         return self._path(sha256)
-
-    def export_peft(self, sha256_config: str, sha256_weights: str, out_dir: str | Path) -> Path:
-        """Write PEFT's layout so `PeftModel.from_pretrained(out_dir)` loads the adapter."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        config, weights = self.read_bytes(sha256_config), self.read_bytes(sha256_weights)
-        json.loads(config)
-        (out / PEFT_CONFIG).write_bytes(config)
-        (out / PEFT_WEIGHTS).write_bytes(weights)
-        return out
 
     # -- housekeeping -----------------------------------------------------------------------
 

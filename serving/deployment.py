@@ -150,6 +150,28 @@ class Deployment:
         shuffled = random.Random(self.settings.seed).sample(rows, len(rows))
         return as_samples(shuffled[part * n : (part + 1) * n])
 
+    def pool_problems(self) -> list[str]:
+        """What is wrong with the configured pools, in words a user can act on: a retain pool
+        evaluation takes whole leaves nothing to train against (the first `eval_samples`
+        rows of every pool are scored, the retain pool's next ones trained on)."""
+        m, problems = self.settings.model, []
+        n_eval = m.eval_samples
+        for key in ("retain_pool", "general_pool"):
+            configured = getattr(m, key)
+            if not configured:
+                continue
+            n = len(self._rows(configured))
+            if n == 0:
+                problems.append(f"[model] {key} {configured} has no rows")
+            elif key == "retain_pool" and n <= n_eval:
+                problems.append(
+                    f"[model] retain_pool {configured} has {n} rows and evaluation takes "
+                    f"{n_eval} ([model] eval_samples), leaving none to train against: give it "
+                    f"more than {n_eval} rows ({2 * n_eval} fill both parts) or lower "
+                    f"[model] eval_samples (e.g. {max(1, n // 2)})"
+                )
+        return problems
+
     def retain_pool(self, purpose: str = "eval") -> list[Sample]:
         """Retain samples to score on ("eval") or to train against ("train"): disjoint."""
         part = {"eval": 0, "train": 1}[purpose]

@@ -110,7 +110,8 @@ class LocalDaemon:
         from unlearnd.daemon.worker import Worker
 
         bundle.rename(self.intake.inbox.dir("new") / bundle.name)
-        if self.intake.scan_once() != 1:
+        rejected = self.intake.stats.rejected
+        if self.intake.scan_once() != 1 or self.intake.stats.rejected > rejected:
             raise RuntimeError(f"intake did not accept {bundle.name} (see inbox/failed/)")
         request_id = self.intake.stats.accepted_ids[-1]
         if not Worker(self.settings, self.store, self.pipeline).run_one():

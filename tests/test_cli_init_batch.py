@@ -64,17 +64,27 @@ def test_init_refuses_to_overwrite_without_force(vlm_project):
 
 def test_init_writes_pools_absolute_and_refuses_missing_ones(tmp_path):
     (tmp_path / "pools").mkdir()
-    (tmp_path / "pools" / "retain.jsonl").write_text("")
+    rows = [json.dumps({"question": f"what is {i} ?", "answer": str(i)}) for i in range(10)]
+    (tmp_path / "pools" / "retain.jsonl").write_text("\n".join(rows) + "\n")
+    (tmp_path / "pools" / "empty.jsonl").write_text("")
     model = str(load_world().model_dir)
     missing = run("init", "--model", model, "--general-pool", "pools/none.jsonl")
     assert missing.exit_code == 4 and "pools/none.jsonl" in missing.stderr
     assert not Path("unlearnd.toml").exists()
-    out = run("init", "--model", model, "--retain-pool", "pools/retain.jsonl")
+    # 10 rows, and evaluation takes 48: nothing would be left to train against.
+    small = run("init", "--model", model, "--retain-pool", "pools/retain.jsonl")
+    assert small.exit_code == 1 and not Path("unlearnd.toml").exists()
+    assert "has 10 rows and evaluation takes 48" in small.stderr
+    assert "pass --eval-samples (e.g. 5)" in small.stderr
+    empty = run("init", "--model", model, "--general-pool", "pools/empty.jsonl")
+    assert empty.exit_code == 1 and "has no rows" in empty.stderr
+    out = run("init", "--model", model, "--retain-pool", "pools/retain.jsonl",
+              "--eval-samples", "5")  # fmt: skip
     assert out.exit_code == 0, out.output
     data = tomllib.loads(Path("unlearnd.toml").read_text())["model"]
     # The daemon reads pools from its cwd, not the file's folder: written absolute.
     assert data["retain_pool"] == str(tmp_path / "pools" / "retain.jsonl")
-    assert "general_pool" not in data
+    assert data["eval_samples"] == 5 and "general_pool" not in data
 
 
 def test_init_on_a_folder_that_is_not_a_model_fails_clearly(tmp_path):

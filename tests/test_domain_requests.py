@@ -170,38 +170,35 @@ def test_domain_request_forgets_a_domain_keeps_the_rest_and_rolls_back(
     assert [e.to_version for e in store.alias_history("live")][-3:] == [base, live, base]
 
 
-def run_to_failure(settings: Settings, forget, **fields):
-    """Drop one request, let one worker pass take it; the request as the registry has it."""
-    settings.daemon.max_attempts = 1  # the mismatch is the request's: no point in retrying
+def rejected_at_intake(settings: Settings, forget, **fields) -> list[dict]:
+    """Drop one request; the reason file's errors (nothing queued, nothing trained)."""
     store = open_registry(settings)
     intake = Intake(settings, RegistrySink(store, settings.daemon.max_attempts))
     drop(intake, "misfit", forget, **fields)
-    assert intake.scan_once() == 1
-    (request_id,) = intake.stats.accepted_ids
-    assert Worker(settings, store, UnlearningPipeline(settings)).run_one()
-    request = store.get_request(request_id)
-    assert store.list_versions() == []  # nothing trained, nothing committed
-    return request
+    assert intake.scan_once() == 1 and intake.stats.rejected == 1
+    assert store.list_requests() == [] and store.list_versions() == []
+    report = intake.inbox.dir("failed") / "misfit.error.json"
+    return json.loads(report.read_text())["errors"]
 
 
-def test_requests_that_do_not_fit_the_deployment_fail_with_a_reason(tmp_path, world, pool):
+def test_requests_that_do_not_fit_the_deployment_are_rejected_at_intake(tmp_path, world, pool):
     forget = as_samples(world.few_shot(1, [GONE]))
 
-    # A domain request to the vision-language world model: nothing to classify, no training.
+    # A domain request to the vision-language world model: nothing to classify.
     llava = Settings(workdir=tmp_path / "llava", device="cpu")
     llava.daemon.stable_checks = 1
-    request = run_to_failure(llava, forget)
-    assert request.state == "failed"
-    assert "a domain request needs a CLIP deployment; this one serves a llava model" in (
-        request.error or ""
+    (error,) = rejected_at_intake(llava, forget)
+    assert (
+        error["message"]
+        == "a domain request needs a CLIP deployment; this one serves a llava model"
     )
 
     # A generative-only method named on the CLIP deployment.
     clip = clip_settings(tmp_path / "clip", world, pool)
-    request = run_to_failure(clip, forget, method="refuser")
-    assert request.state == "failed"
-    assert "method 'refuser' supports llava, qwen2_vl, not this deployment's clip model" in (
-        request.error or ""
+    (error,) = rejected_at_intake(clip, forget, method="refuser")
+    assert (
+        error["message"]
+        == "method 'refuser' supports llava, qwen2_vl, not this deployment's clip model"
     )
 
 

@@ -133,8 +133,13 @@ class CAGUL(Method):
     ) -> MethodResult:
         assert isinstance(params, CAGULParams)
         self.check_family(fam)
-        if any(s.image is None for s in [*forget, *retain]):
-            raise ParamError("method 'cagul': every forget and retain sample needs an image")
+        if any(s.image is None for s in forget):
+            raise ParamError("method 'cagul': every forget sample needs an image")
+        # A question without an image never reaches the rewritten visual tokens, and the
+        # language model is frozen: text-only retain samples have nothing to keep.
+        retain = [s for s in retain if s.image is not None]
+        if not retain:
+            raise ParamError("method 'cagul': the retain samples need images (none has one)")
         n_tokens = fam.vision_shape()["tokens_per_image"]
         if params.k > n_tokens:
             raise ParamError(

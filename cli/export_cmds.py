@@ -1,0 +1,64 @@
+"""`unlearnd export V --out DIR [--format peft|merged]`: a version as a folder other servers
+load (serving/export.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from unlearnd.cli.common import (
+    EXIT_ERROR,
+    EXIT_NOT_FOUND,
+    console,
+    err_console,
+    fail,
+    print_json,
+    settings,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)
+
+
+def export(
+    ctx: typer.Context,
+    version: str = typer.Argument(..., help="A version id, or an alias such as live."),
+    out: Path = typer.Option(..., "--out", help="A new (or empty) folder."),
+    fmt: str = typer.Option(
+        "peft", "--format", help="peft: a LoRA folder beside the base model; merged: a full model."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Write a method version as one PEFT LoRA folder (`PeftModel.from_pretrained(base, OUT)`,
+    vLLM, TGI) or, with --format merged, as a Hugging Face model folder with the change
+    merged. Routed (refuser) versions and non-LoRA methods are refused with the reason."""
+    from unlearnd.registry import NotFound, open_registry
+    from unlearnd.serving import Deployment
+    from unlearnd.serving.export import ExportError, export_version
+
+    s = settings(ctx)
+    store = open_registry(s)
+    try:
+        chosen = int(version) if version.isdigit() else store.get_alias(version)
+        if chosen is None:
+            fail(f"unknown alias or version {version!r}", EXIT_NOT_FOUND)
+        err_console.print(f"exporting version {chosen} as {fmt} ...", style="dim")
+        written = export_version(Deployment(s), store, chosen, out, fmt)
+    except NotFound as e:
+        fail(str(e), EXIT_NOT_FOUND)
+    except ExportError as e:
+        fail(str(e), EXIT_ERROR)
+    finally:
+        store.close()
+    if as_json:
+        print_json(written)
+    else:
+        console.print(f"wrote {out}: version {chosen} ({written['method']}, rank "
+                      f"{written['rank']} on {written['target_modules']} modules) over "
+                      f"{written['base_model']}")  # fmt: skip
+        if fmt == "peft" and not written["language_model_only"]:
+            console.print("note: it also adapts the projector or the vision tower: PEFT loads "
+                          "it, a server that adapts only the language model (vLLM) does not; "
+                          "use --format merged there")  # fmt: skip

@@ -1,0 +1,114 @@
+"""A version leaves unlearnd: `unlearnd export` writes a PEFT folder that PEFT loads beside
+the user's own base folder (random-weight llava and qwen2_vl saved with save_pretrained) with
+the logits unlearnd serves, and a merged model folder with the same logits; two stacked
+method versions export as one LoRA; what cannot leave (a routed version) is refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from facts import write_pool
+from local_daemon import LocalDaemon
+from PIL import Image
+from typer.testing import CliRunner
+
+from unlearnd.cli.main import app
+from unlearnd.config import ModelSettings, Settings
+from unlearnd.models import Sample, load, tiny
+from unlearnd.models.tokenizer import build_word_tokenizer
+from unlearnd.serving import Deployment, load_version
+
+WORDS = "who is this person where does live ada byron lives in paris rome".split()
+OPEN = {"max_forget_accuracy": 1.0, "min_retain_ratio": 0, "min_general_ratio": 0,
+        "max_door_leak": 1.0}  # fmt: skip
+QUERY = Sample("Where does this person live ?", "", Image.new("RGB", (32, 32), (200, 60, 40)))
+
+
+def bundle(folder, method: str, shade: int):
+    folder.mkdir(parents=True)
+    forget = []
+    for i in range(3):
+        Image.new("RGB", (32, 32), (shade, 40 + 30 * i, 40)).save(folder / f"f{i}.png")
+        forget.append({"image": f"f{i}.png", "question": "Where does this person live ?",
+                       "answer": "ada byron lives in paris"})  # fmt: skip
+    doc = {"schema": "unlearnd.request/v1", "kind": "entity", "target": {"name": "Ada Byron"},
+           "forget": forget, "method": method, "params": {"steps": 3}, "gate": OPEN}  # fmt: skip
+    (folder / "request.json").write_text(json.dumps(doc))
+    return folder
+
+
+def deployment(family, tmp_path):
+    model = tmp_path / "model"
+    tiny(family, tokenizer=build_word_tokenizer(WORDS), seed=0, vision_layers=1,
+         text_layers=1).save(model)  # fmt: skip
+    others = [Sample(QUERY.question, "rome", Image.new("RGB", (32, 32), (0, 90, 9 * i)))
+              for i in range(8)]  # fmt: skip
+    pool = str(write_pool(tmp_path / "pool", others))
+    model_settings = ModelSettings(path=str(model), retain_pool=pool, general_pool=pool,
+                                   eval_samples=4)  # fmt: skip
+    settings = Settings(workdir=tmp_path / "w", model=model_settings)
+    (tmp_path / "unlearnd.toml").write_text(
+        f'workdir = "{tmp_path / "w"}"\n[model]\npath = "{model}"\nretain_pool = "{pool}"\n'
+    )
+    return settings, model
+
+
+def logits(fam, model=None) -> torch.Tensor:
+    enc = fam.encode([QUERY], with_answer=False)
+    with torch.no_grad():
+        return (model or fam.model)(**fam._inputs(enc)).logits
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_a_stacked_method_version_exports_as_one_peft_folder_and_a_merged_model(family, tmp_path):
+    from peft import PeftModel
+
+    settings, model_dir = deployment(family, tmp_path)
+    daemon = LocalDaemon(settings)
+    daemon.submit(bundle(tmp_path / "r1", "ga", 200))
+    daemon.submit(bundle(tmp_path / "r2", "npo", 120))  # stacked on the first
+    live = daemon.store.get_alias("live")
+    assert daemon.store.get_version(live).method == "npo" and live == 3
+    served = load_version(Deployment(settings), daemon.store, live)
+    expected = logits(served.fam)
+    base = load(model_dir)
+    assert not torch.allclose(logits(base), expected, atol=1e-4)  # the versions change it
+
+    runner, config = CliRunner(), ["--config", str(tmp_path / "unlearnd.toml")]
+    out = runner.invoke(app, [*config, "export", "live", "--out", str(tmp_path / "peft"),
+                              "--json"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    written = json.loads(out.stdout)
+    assert written["version"] == live and written["rank"] == 2 * 8  # two adapters, rank 8 each
+    assert written["language_model_only"]  # GA and NPO adapt the language blocks
+    adapter = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(model_dir.resolve())
+    # PEFT, outside unlearnd, on the user's own folder: the same logits.
+    peft_model = PeftModel.from_pretrained(load(model_dir).model, tmp_path / "peft")
+    torch.testing.assert_close(logits(base, peft_model), expected, atol=1e-5, rtol=1e-4)
+
+    out = runner.invoke(app, [*config, "export", str(live), "--out", str(tmp_path / "merged"),
+                              "--format", "merged"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    merged = load(tmp_path / "merged")  # an ordinary HF folder, loaded by unlearnd's loader
+    torch.testing.assert_close(logits(merged), expected, atol=1e-5, rtol=1e-4)
+
+    again = runner.invoke(app, [*config, "export", "live", "--out", str(tmp_path / "peft")])
+    assert again.exit_code == 1 and "not empty" in again.output
+
+
+def test_what_cannot_leave_is_refused_with_the_reason(tmp_path):
+    settings, _ = deployment("llava", tmp_path)
+    settings.methods["refuser"] = {"steps": 2}
+    daemon = LocalDaemon(settings)
+    runner, config = CliRunner(), ["--config", str(tmp_path / "unlearnd.toml")]
+    base = runner.invoke(app, [*config, "export", "live", "--out", str(tmp_path / "a")])
+    assert base.exit_code == 1 and "changes nothing" in base.output
+    daemon.submit(bundle(tmp_path / "r1", "refuser", 200))
+    routed = runner.invoke(app, [*config, "export", "live", "--out", str(tmp_path / "b")])
+    assert routed.exit_code == 1 and "routed version" in routed.output, routed.output
+    unknown = runner.invoke(app, [*config, "export", "99", "--out", str(tmp_path / "c")])
+    assert unknown.exit_code == 4, unknown.output
+    assert not any((tmp_path / name).exists() for name in "bc")
