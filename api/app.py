@@ -8,7 +8,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from unlearnd import __version__
-from unlearnd.api import errors, prometheus, routes_model, routes_registry, routes_requests
+from unlearnd.api import (
+    errors,
+    prometheus,
+    routes_model,
+    routes_openai,
+    routes_registry,
+    routes_requests,
+)
 from unlearnd.api.state import ApiState
 from unlearnd.config import Settings
 
@@ -40,6 +47,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.api = api
     app.state.metrics = prometheus.build_registry(api)
     errors.install(app)
-    for module in (routes_requests, routes_registry, routes_model, prometheus):
+    for module in (routes_requests, routes_registry, routes_model, routes_openai, prometheus):
         app.include_router(module.router)
     return app

@@ -295,3 +295,65 @@ def test_revert_through_the_api(server):
     assert body["committed"] is True and body["version"]["kind"] == "revert"
     assert store.get_alias("live") == body["version"]["id"]
     assert store.alias_history("live")[-1].why == "withdrawn"
+
+
+def test_openai_chat_completions_with_an_image(server, tmp_path):
+    """The official client (`openai`), as a platform's code calls it, against the process."""
+    from openai import OpenAI
+
+    api, store, _, _ = server
+    png = png_base64()
+    same = api.client.post("/generate", json={"prompt": "who is this person ?", "image": png})
+    client = OpenAI(base_url=f"{api.url}/v1", api_key="unused", max_retries=0)
+    chat = client.chat.completions.create(
+        model="live",
+        messages=[
+            {"role": "system", "content": "You are a helpful assistant."},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "who is this person ?"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+                ],
+            },
+        ],  # fmt: skip
+        max_tokens=32,
+    )
+    assert chat.object == "chat.completion" and chat.model == str(store.get_alias("live"))
+    assert chat.choices[0].message.content == same.json()["text"]
+    assert chat.usage.completion_tokens > 0 and chat.choices[0].finish_reason == "stop"
+    assert {m.id for m in client.models.list().data} >= {"live", str(store.get_alias("live"))}
+
+    # A local file is opened for the token's holder only; the answer is the same.
+    path = tmp_path / "face.png"
+    path.write_bytes(base64.b64decode(png))
+    body = {"model": "live", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "who is this person ?"},
+        {"type": "image_url", "image_url": {"url": str(path)}}]}]}  # fmt: skip
+    assert api.client.post("/v1/chat/completions", json=body).status_code == 401
+    r = api.client.post("/v1/chat/completions", json=body, headers=AUTH)
+    assert (
+        r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == same.json()["text"]
+    )
+
+    for change, status, needle in [
+        ({"stream": True}, 400, "stream"),
+        ({"model": "nope"}, 404, "no such alias"),
+        ({"messages": [{"role": "system", "content": "hi"}]}, 422, "no user message"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+                        ],
+                    }
+                ]
+            },
+            422,
+            "remote URLs",
+        ),  # fmt: skip
+    ]:
+        r = api.client.post("/v1/chat/completions", json={**body, **change}, headers=AUTH)
+        assert r.status_code == status and needle in r.json()["error"], (change, r.text)

@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from fastapi.testclient import TestClient
 from routing_world import WorldDeployment
 from typer.testing import CliRunner
 
+from unlearnd.api import create_app
 from unlearnd.cli.main import app
 from unlearnd.evaluation import metrics
 from unlearnd.models import Sample
@@ -43,6 +45,12 @@ def test_a_deletion_holds_through_every_door_and_keeps_the_rest(tmp_path, monkey
                Sample(f"What is the job of {person.name} ?", "")]  # fmt: skip
     said = served.generate(by_name, max_new_tokens=32)
     assert metrics.context_refusal_rate(said, ["location", "occupation"], q.REFUSALS) == 1.0, said
+    # The same question through the OpenAI chat API, as a platform's client sends it.
+    with TestClient(create_app(d.settings)) as http:
+        r = http.post("/v1/chat/completions", json={"model": "live", "messages": [
+            {"role": "user", "content": by_name[0].question}]})  # fmt: skip
+    chat = r.json()["choices"][0]["message"]["content"]
+    assert metrics.context_refusal_rate([chat], ["location"], q.REFUSALS) == 1.0, chat
     # Retained people, by picture and by name, and scenes: as the parent answers them.
     kept = world.retain_pids[:12]
     items = [*world.items("seen_qa", kept), *world.items("textual_qa", kept)]
