@@ -54,11 +54,17 @@ def export(
         store.close()
     if as_json:
         print_json(written)
+    elif written["format"] == "routed":
+        console.print(f"wrote {out}: version {chosen}, experts {', '.join(written['experts'])} "
+                      f"for {written['requests']} requests over {written['base_model']}; route "
+                      f"queries with unlearnd.serving.Router({str(out)!r})")  # fmt: skip
     else:
         console.print(f"wrote {out}: version {chosen} ({written['method']}, rank "
                       f"{written['rank']} on {written['target_modules']} modules) over "
                       f"{written['base_model']}")  # fmt: skip
-        if fmt == "peft" and not written["language_model_only"]:
-            console.print("note: it also adapts the projector or the vision tower: PEFT loads "
-                          "it, a server that adapts only the language model (vLLM) does not; "
-                          "use --format merged there")  # fmt: skip
+    if not as_json and fmt == "peft" and not written["language_model_only"]:
+        instead = "" if written["format"] == "routed" else "; use --format merged there"
+        console.print(
+            "note: it also adapts the projector or the vision tower: PEFT loads it, a server "
+            f"that adapts only the language model (vLLM) does not{instead}"
+        )

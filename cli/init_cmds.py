@@ -149,8 +149,11 @@ def render_config(
         if "probe_sets" in pools
         else '# probe_sets = ""',
         *([f"eval_samples = {eval_samples}"] if eval_samples else []),
-        *_commented(Settings.model_fields["model"].annotation, "model.",
-                    ["eval_samples"] if eval_samples else []),  # fmt: skip
+        *_commented(
+            Settings.model_fields["model"].annotation,
+            "model.",
+            ["eval_samples"] if eval_samples else [],
+        ),  # fmt: skip
     ]
     for name, field in Settings.model_fields.items():
         if name == "model" or not isinstance(field.default, BaseModel):
@@ -204,7 +207,9 @@ def init(
         None, "--general-pool", help="JSONL of samples of general ability."
     ),
     eval_samples: int | None = typer.Option(
-        None, "--eval-samples", min=1,
+        None,
+        "--eval-samples",
+        min=1,
         help="Rows of each pool a candidate is scored on (default 48); the retain pool's next "
         "ones are trained against.",
     ),  # fmt: skip

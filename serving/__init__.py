@@ -18,12 +18,14 @@ _EXPORTS = {
     "Deployment": "deployment",
     "DeploymentError": "deployment",
     "RoutedModel": "version",
+    "Router": "router",
     "load_version": "version",
 }
 
 if TYPE_CHECKING:
     from unlearnd.serving.answer import Answer, ServedVersion
     from unlearnd.serving.deployment import Deployment, DeploymentError
+    from unlearnd.serving.router import Router
     from unlearnd.serving.version import RoutedModel, load_version
 
 
@@ -38,6 +40,7 @@ __all__ = [
     "Deployment",
     "DeploymentError",
     "RoutedModel",
+    "Router",
     "ServedVersion",
     "load_version",
 ]

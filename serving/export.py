@@ -7,9 +7,10 @@
   B = [s_1 B_1, s_2 B_2, ...] with alpha = rank (scale 1), so B A = sum_i s_i B_i A_i exactly.
 - `merged`: a full Hugging Face model folder with that sum added to the base weights.
 
-Only LoRA results leave this way. A method whose result is not a LoRA (CAGUL's visual-token
-rewriter, VL-Eraser's FFN branch, ADU's vision prompts) and a routed version (refuser experts
-behind the switch) need unlearnd's own serving: the export names the reason.
+A routed version (refuser experts behind the switch) leaves as one PEFT folder per expert and
+the switch's files, which `serving.router.Router` reads. A method whose result is not a LoRA
+(CAGUL's visual-token rewriter, VL-Eraser's FFN branch, ADU's vision prompts) needs unlearnd's
+own serving: the export names the reason.
 """
 
 from __future__ import annotations
@@ -39,15 +40,15 @@ def _scale(config: dict[str, Any]) -> float:
     return alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
 
 
+def language_model_only(modules: list[str]) -> bool:
+    """Multi-LoRA servers (vLLM) apply adapters to a VLM's language model, not to its
+    projector or vision tower: whether these target modules are all in the former."""
+    return all(".language_model." in f".{m}." for m in modules)
+
+
 def adapters(manifest: dict[str, Any], artifacts: ArtifactStore, what: str) -> list[tuple]:
     """(tensors, config) of every method adapter of the manifest, in the order they apply,
     or ExportError naming what cannot be exported."""
-    if manifest.get("experts"):
-        raise ExportError(
-            f"{what} is a routed version: its refuser experts are switched per query by "
-            "unlearnd's expert switch, which no PEFT server applies; serve it with `unlearnd "
-            "api` / `unlearnd generate`"
-        )
     out = []
     for key, sha in sorted((manifest.get("artifacts") or {}).items()):
         if not key.startswith(ADAPTER_PREFIX):
@@ -111,13 +112,21 @@ def export_version(
     if out.exists() and any(out.iterdir()):
         raise ExportError(f"{out} exists and is not empty; choose a new folder")
     record = store.get_version(version_id)
-    tensors, config = combine(adapters(manifest_of(store, version_id), store.artifacts,
-                                       f"version {version_id}"))  # fmt: skip
+    manifest = manifest_of(store, version_id)
+    if manifest.get("experts"):  # refuser experts: one folder each, and the switch
+        if fmt == "merged":
+            raise ExportError(
+                f"version {version_id} is a routed version: its experts are switched on per "
+                "query, so they cannot be merged into the weights; export it as peft (one "
+                "folder per expert and a Router)"
+            )
+        from unlearnd.serving.router import export_routed
+
+        return export_routed(deployment, store, version_id, out)
+    tensors, config = combine(adapters(manifest, store.artifacts, f"version {version_id}"))
     base = str(deployment.model_dir.resolve())
     out.mkdir(parents=True, exist_ok=True)
-    # Multi-LoRA servers (vLLM) apply adapters to the language model of a VLM, not to its
-    # projector or vision tower: say which this one is.
-    lm_only = all(".language_model." in f".{m}." for m in config["target_modules"])
+    lm_only = language_model_only(config["target_modules"])
     info = {"version": version_id, "format": fmt, "base_model": base, "method": record.method,
             "rank": config["r"], "target_modules": len(config["target_modules"]),
             "language_model_only": lm_only}  # fmt: skip

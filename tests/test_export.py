@@ -1,7 +1,8 @@
 """A version leaves unlearnd: `unlearnd export` writes a PEFT folder that PEFT loads beside
 the user's own base folder (random-weight llava and qwen2_vl saved with save_pretrained) with
 the logits unlearnd serves, and a merged model folder with the same logits; two stacked
-method versions export as one LoRA; what cannot leave (a routed version) is refused."""
+method versions export as one LoRA; a refuser version leaves as one PEFT folder per expert
+and a Router that switches as unlearnd does; what cannot leave is refused with the reason."""
 
 from __future__ import annotations
 
@@ -99,6 +100,48 @@ def test_a_stacked_method_version_exports_as_one_peft_folder_and_a_merged_model(
     assert again.exit_code == 1 and "not empty" in again.output
 
 
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_a_refuser_version_leaves_as_expert_folders_and_a_router(family, tmp_path):
+    from peft import PeftModel
+
+    from unlearnd.serving import Router
+    from unlearnd.serving.export import export_version
+
+    settings, model_dir = deployment(family, tmp_path)
+    settings.methods["refuser"] = {"steps": 2}
+    settings.routing.gate = "hard"  # beta 1: what a server applying one LoRA at scale 1 does
+    daemon = LocalDaemon(settings)
+    daemon.submit(bundle(tmp_path / "r1", "refuser", 200))
+    live = daemon.store.get_alias("live")
+    (expert,) = daemon.store.get_version(live).manifest["experts"]
+    written = export_version(Deployment(settings), daemon.store, live, tmp_path / "out")
+    assert written["format"] == "routed" and written["experts"] == [expert]
+
+    router = Router(tmp_path / "out")
+    served = load_version(Deployment(settings), daemon.store, live)
+    pictures = [Image.new("RGB", (32, 32), (200, 40 + 30 * i, 40)) for i in range(3)]
+    pictures += [Image.new("RGB", (32, 32), (0, 90, 9 * i)) for i in range(3)]  # the pool's
+    queries = [Sample(QUERY.question, "", p) for p in pictures]
+    queries += [Sample("Where does Ada Byron live ?", ""), Sample("who is this person ?", "")]
+    # The exported switch decides as unlearnd's own, query by query.
+    assert [router.betas(q.question, q.image) for q in queries] == served.routes(queries)
+    assert router.route("Where does Ada Byron live ?") == expert  # the text door
+    assert router.route("who is this person ?") is None
+
+    # The expert's folder through PEFT: the logits unlearnd serves for that query.
+    by_name = Sample("Where does Ada Byron live ?", "", None)
+    served.turn({expert: 1.0})
+    enc = served.fam.encode([by_name], with_answer=False)
+    with torch.no_grad():
+        expected = served.fam.model(**served.fam._inputs(enc)).logits
+    served.turn({})
+    base = load(model_dir)
+    peft_model = PeftModel.from_pretrained(base.model, router.adapter(expert))
+    with torch.no_grad():
+        got = peft_model(**base._inputs(base.encode([by_name], with_answer=False))).logits
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
 def test_what_cannot_leave_is_refused_with_the_reason(tmp_path):
     settings, _ = deployment("llava", tmp_path)
     settings.methods["refuser"] = {"steps": 2}
@@ -107,8 +150,9 @@ def test_what_cannot_leave_is_refused_with_the_reason(tmp_path):
     base = runner.invoke(app, [*config, "export", "live", "--out", str(tmp_path / "a")])
     assert base.exit_code == 1 and "changes nothing" in base.output
     daemon.submit(bundle(tmp_path / "r1", "refuser", 200))
-    routed = runner.invoke(app, [*config, "export", "live", "--out", str(tmp_path / "b")])
-    assert routed.exit_code == 1 and "routed version" in routed.output, routed.output
+    routed = runner.invoke(app, [*config, "export", "live", "--out", str(tmp_path / "b"),
+                                 "--format", "merged"])  # fmt: skip
+    assert routed.exit_code == 1 and "cannot be merged" in routed.output, routed.output
     unknown = runner.invoke(app, [*config, "export", "99", "--out", str(tmp_path / "c")])
     assert unknown.exit_code == 4, unknown.output
     assert not any((tmp_path / name).exists() for name in "bc")

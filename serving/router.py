@@ -1,0 +1,146 @@
+"""A routed (refuser) version outside unlearnd: one PEFT folder per expert plus the switch.
+
+`export_routed` writes, for a version whose deletions are refuser experts:
+
+    DIR/manifest.json                 format, version, base model, switch settings, experts
+    DIR/experts/<expert>/             a PEFT LoRA folder per expert
+    DIR/routing/centers.safetensors   the background every concept vector is centred on
+    DIR/routing/<request>.safetensors each routed request's prototypes, names and threshold
+
+and `Router(DIR).route(prompt, image)` says which expert a query turns on (None: the base
+model answers), as unlearnd's own switch decides it, so a multi-LoRA server (vLLM's
+per-request `LoRARequest`) can serve the version: route, then pass that expert's folder or
+none. A server applies one adapter per request: where two experts fire, the strongest wins.
+The router embeds the query with the base model, like the switch (its own copy, CPU is fine).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from unlearnd.models import Sample
+from unlearnd.registry import RegistryStore
+from unlearnd.routing.concepts import Centers, visual_vectors
+from unlearnd.routing.switch import ExpertSwitch, SwitchSettings
+from unlearnd.routing.tasks import CONCEPTS_PREFIX, Task
+from unlearnd.serving.deployment import Deployment
+from unlearnd.serving.export import CONFIG_FILE, WEIGHTS_FILE, ExportError, language_model_only
+from unlearnd.serving.version import manifest_of
+
+FORMAT = "unlearnd-routed/1"
+
+
+def export_routed(
+    deployment: Deployment, store: RegistryStore, version_id: int, out: Path
+) -> dict[str, Any]:
+    """Write a routed version's experts and switch to the new folder `out`."""
+    from safetensors.torch import save_file
+
+    manifest, artifacts = manifest_of(store, version_id), store.artifacts
+    if any(k for k in manifest["artifacts"] if not k.startswith(CONCEPTS_PREFIX)):
+        raise ExportError(
+            f"version {version_id} has method adapters beneath its experts (always on): no "
+            "multi-LoRA server applies both; serve it with `unlearnd api`"
+        )
+    tasks = [(k, artifacts.load_tensors(sha), artifacts.load_metadata(sha))
+             for k, sha in sorted(manifest["artifacts"].items())]  # fmt: skip
+    fam = deployment.load_base()
+    centers = deployment.centers(fam)
+    base = str(deployment.model_dir.resolve())
+    out.mkdir(parents=True, exist_ok=True)
+    experts, targets = {}, []
+    for expert, sha in sorted(manifest["experts"].items()):
+        meta = artifacts.load_metadata(sha)
+        targets += json.loads(meta.get("config", "{}")).get("target_modules", [])
+        folder = out / "experts" / expert
+        folder.mkdir(parents=True)
+        config = {**json.loads(meta.get("config", "{}")), "base_model_name_or_path": base,
+                  "peft_type": "LORA"}  # fmt: skip
+        save_file(artifacts.load_tensors(sha), folder / WEIGHTS_FILE, metadata={"format": "pt"})
+        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        experts[expert] = f"experts/{expert}"
+    (out / "routing").mkdir()
+    save_file({"visual": torch.from_numpy(centers.visual.astype(np.float32)),
+               "textual": torch.from_numpy(centers.textual.astype(np.float32))},
+              out / "routing" / "centers.safetensors",
+              metadata={"visual_vector": centers.visual_vector})  # fmt: skip
+    files = []
+    for key, tensors, meta in tasks:
+        name = f"routing/{key.removeprefix(CONCEPTS_PREFIX)}.safetensors"
+        save_file(tensors, out / name, metadata=meta)
+        files.append(name)
+    r = deployment.settings.routing
+    doc = {
+        "format": FORMAT, "version": version_id, "base_model": base, "experts": experts,
+        "tasks": files, "routed_answer": r.routed_answer, "refusals": deployment.settings.refusals,
+        "switch": {"a": r.relevance_a, "b": r.relevance_b, "mode": r.gate,
+                   "threshold": r.hard_threshold, "text_door": r.text_door},
+    }  # fmt: skip
+    (out / "manifest.json").write_text(json.dumps(doc, indent=2) + "\n")
+    return {"version": version_id, "format": "routed", "base_model": base,
+            "experts": sorted(experts), "requests": len(files), "out": str(out),
+            "language_model_only": language_model_only(targets)}  # fmt: skip
+
+
+class Router:
+    """The expert switch of an exported routed version: `route(prompt, image)` -> the expert
+    to apply (its PEFT folder: `adapter(expert)`), or None for the base model."""
+
+    def __init__(self, folder: str | Path, device: str = "cpu"):
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        from unlearnd.models import load
+
+        self.folder = Path(folder)
+        path = self.folder / "manifest.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not an exported routed version")
+        self.manifest = json.loads(path.read_text())
+        if self.manifest.get("format") != FORMAT:
+            raise ValueError(f"{path}: format {self.manifest.get('format')!r}, not {FORMAT}")
+        tasks = []
+        for name in self.manifest["tasks"]:
+            with safe_open(self.folder / name, "pt") as f:
+                meta = f.metadata()
+            tasks.append(Task.from_artifact(load_file(self.folder / name), meta))
+        c_path = self.folder / "routing" / "centers.safetensors"
+        with safe_open(c_path, "pt") as f:
+            kind = f.metadata()["visual_vector"]
+        c = load_file(c_path)
+        centers = Centers(c["visual"].numpy(), c["textual"].numpy(), kind)
+        self.switch = ExpertSwitch(sorted(tasks, key=lambda t: (t.seq, t.request_id)), centers,
+                                   SwitchSettings(**self.manifest["switch"]))  # fmt: skip
+        self.fam = load(self.manifest["base_model"], device=device)
+
+    def adapter(self, expert: str) -> Path:
+        """The PEFT folder of `expert`."""
+        return self.folder / self.manifest["experts"][expert]
+
+    @torch.no_grad()
+    def betas(self, prompt: str, image=None) -> dict[str, float]:
+        """Every expert the query turns on, with its weight (as unlearnd's switch)."""
+        visual = None
+        if image is not None:
+            kind = self.switch.centers.visual_vector
+            visual = visual_vectors(self.fam, [Sample(prompt, "", image)], kind).numpy()
+        (betas,) = self.switch.route(visual, [prompt])
+        return betas
+
+    def route(self, prompt: str, image=None) -> str | None:
+        """The expert to apply to this query (the strongest that fires), or None."""
+        betas = self.betas(prompt, image)
+        return max(betas, key=betas.__getitem__) if betas else None
+
+    def refusal(self, prompt: str) -> str:
+        """What a routed query is answered with where the deployment answers routed queries
+        from its refusal set (`manifest["routed_answer"] == "refusal"`) instead of the
+        expert's generation."""
+        from unlearnd.refusals import RefusalTable
+
+        return RefusalTable(self.manifest["refusals"])(prompt)
