@@ -44,10 +44,10 @@ WORDS = [
 ]
 
 
-def taught_llava(steps: int = 80):
-    """A tiny llava trained until it answers all six facts."""
+def taught_llava(steps: int = 80, family: str = "llava"):
+    """A tiny llava (or qwen2_vl) trained until it answers all six facts."""
     fam = tiny(
-        "llava",
+        family,
         tokenizer=build_word_tokenizer(WORDS),
         seed=0,
         vision_hidden=32,
