@@ -179,3 +179,17 @@ def test_ffn_branch_is_exact_and_removable(taught):
     assert fam.fingerprint() == taught.fingerprint()  # base weights untouched, nothing merged
     ffn_branch.remove(fam, "vl_eraser")
     assert torch.equal(fam.answer_logits(FACTS)[0], taught.answer_logits(FACTS)[0])
+
+
+def test_vl_eraser_keeps_its_covariances_in_float32(taught):
+    """7B-ready memory: one [d, d] float32 matrix per block, symmetric and PSD; its null-space
+    projector (eigh in float64) is a projection."""
+    from unlearnd.methods.vl_eraser.method import null_space_projector, retain_covariance
+
+    covs = retain_covariance(taught, RETAIN, batch_size=2, tokens="all")
+    d = taught.model.config.text_config.hidden_size
+    assert all(c.dtype == torch.float32 and c.shape == (d, d) for c in covs)
+    torch.testing.assert_close(covs[0], covs[0].T)
+    assert torch.linalg.eigvalsh(covs[0].double()).min() > -1e-4 * covs[0].abs().max()
+    p = null_space_projector(covs[0], 1e-2)
+    torch.testing.assert_close(p @ p, p, atol=1e-5, rtol=1e-4)
