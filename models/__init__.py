@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from unlearnd.models.base import FAMILIES, ModelFamily, ModelLoadError, Sample, UnsupportedOperation
 from unlearnd.models.device import resolve_device
-from unlearnd.models.loading import detect_family, load
+from unlearnd.models.loading import copy_to, detect_family, load
 
 # Imported last and by name: importing the submodule `unlearnd.models.tiny` sets the package
 # attribute `tiny` to the module; this line binds the function over it, once and for all.
@@ -20,6 +20,7 @@ __all__ = [
     "ModelLoadError",
     "Sample",
     "UnsupportedOperation",
+    "copy_to",
     "detect_family",
     "load",
     "resolve_device",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -70,6 +71,13 @@ def load(
     except Exception as e:  # noqa: BLE001 - any failure here means the folder is broken
         raise ModelLoadError(f"cannot load the {detected} model in {folder}: {e}") from e
     return cls(model, processor, dev, dt)
+
+
+def copy_to(fam: ModelFamily, device: str = "auto", dtype: str = "auto") -> ModelFamily:
+    """An independent copy of `fam` (its weights copied, its processor shared: read-only) on
+    `device`: what loading the same folder again gives, without reading the disk."""
+    dev, dt = resolve_device(device, dtype)
+    return type(fam)(copy.deepcopy(fam.model), fam.processor, dev, dt)
 
 
 def quiet_transformers() -> None:

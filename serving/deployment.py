@@ -27,7 +27,7 @@ from PIL import Image
 
 from unlearnd.config import Settings
 from unlearnd.evaluation import probes
-from unlearnd.models import ModelFamily, Sample, detect_family, load
+from unlearnd.models import ModelFamily, Sample, copy_to, detect_family, load, resolve_device
 from unlearnd.routing.concepts import Centers
 from unlearnd.serving.providers import provide_default
 
@@ -115,6 +115,8 @@ class Deployment:
         provide_default(settings)  # the built-in world, when no model path is set
         self.settings = settings
         self._read: dict[str, list[PoolRow]] = {}  # pool file -> its rows, read once
+        self._pristine: ModelFamily | None = None  # the base as read from disk (load_base)
+        self.base_loads = 0
 
     @property
     def model_dir(self) -> Path:
@@ -132,11 +134,17 @@ class Deployment:
         return detect_family(self.model_dir) if family == "auto" else family
 
     def load_base(self) -> ModelFamily:
-        """A fresh copy of the base model (each job starts from clean weights)."""
-        family = self.settings.model.family
-        return load(
-            self.model_dir, device=self.settings.device, dtype=self.settings.dtype, family=family
-        )
+        """A fresh copy of the base model: each job and each served version starts from
+        clean weights. The folder is read once per process (`base_loads`); every copy comes
+        from that pristine one, kept in host memory and never trained or served itself (a
+        7B in bf16: 14 GB of RAM for seconds saved per job and per version loaded)."""
+        s = self.settings
+        if self._pristine is None:
+            _, dtype = resolve_device(s.device, s.dtype)  # the served dtype, held on the CPU
+            self._pristine = load(self.model_dir, device="cpu", family=s.model.family,
+                                  dtype=str(dtype).removeprefix("torch."))  # fmt: skip
+            self.base_loads += 1
+        return copy_to(self._pristine, s.device, s.dtype)
 
     def _rows(self, configured: str) -> list[PoolRow]:
         if configured and configured not in self._read:

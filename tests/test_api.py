@@ -357,3 +357,13 @@ def test_openai_chat_completions_with_an_image(server, tmp_path):
     ]:
         r = api.client.post("/v1/chat/completions", json={**body, **change}, headers=AUTH)
         assert r.status_code == status and needle in r.json()["error"], (change, r.text)
+
+
+def test_the_api_process_reads_the_base_folder_once(server):
+    from unlearnd.api.state import ModelCache
+
+    _, store, ids, workdir = server
+    cache = ModelCache(Settings(workdir=workdir))
+    for version_id in (ids["head"], ids["base"], ids["head"]):
+        cache.get(store, version_id)
+    assert cache.deployment.base_loads == 1

@@ -156,3 +156,19 @@ def test_what_cannot_leave_is_refused_with_the_reason(tmp_path):
     unknown = runner.invoke(app, [*config, "export", "99", "--out", str(tmp_path / "c")])
     assert unknown.exit_code == 4, unknown.output
     assert not any((tmp_path / name).exists() for name in "bc")
+
+
+def test_the_worker_reads_the_base_folder_once_and_never_changes_it(tmp_path):
+    """One load per process: three jobs (two method versions and a refuser expert) read the
+    model folder once; the pristine copy they start from stays bit-identical to the folder."""
+    settings, model_dir = deployment("llava", tmp_path)
+    settings.methods["refuser"] = {"steps": 2}
+    daemon = LocalDaemon(settings)
+    for name, method, shade in (("r1", "ga", 200), ("r2", "npo", 120), ("r3", "refuser", 60)):
+        daemon.submit(bundle(tmp_path / name, method, shade))
+        pristine = daemon.pipeline.deployment._pristine.model.state_dict()
+        on_disk = load(model_dir).model.state_dict()
+        assert pristine.keys() == on_disk.keys()  # no adapter layer left in it
+        assert all(torch.equal(pristine[k], on_disk[k]) for k in on_disk), name
+    assert daemon.pipeline.deployment.base_loads == 1
+    assert len(daemon.store.list_versions()) == 4  # the base and three committed versions
