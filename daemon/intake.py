@@ -196,7 +196,8 @@ class Intake:
 
     def _misfits(self, accepted: Accepted) -> list[FieldError]:
         """What the deployment cannot take, known without loading its model: a kind or a
-        method its family does not serve, pools too small to both score and train. A model
+        method its family does not serve, pools too small to both score and train (unless
+        the request brings its own retain samples). A model
         folder that cannot be read is the job's to report."""
         from unlearnd.daemon.job import RequestMismatch, check_fits
         from unlearnd.methods import UnknownMethod, get_method
@@ -208,7 +209,9 @@ class Intake:
         request = accepted.request
         try:
             family = self._deployment.family
-            errors = [FieldError("model", p) for p in self._deployment.pool_problems()]
+            # A request that brings its own retain samples trains against those.
+            pools = [] if request.retain else self._deployment.pool_problems()
+            errors = [FieldError("model", p) for p in pools]
         except (DeploymentError, ModelLoadError, OSError):
             return []
         try:

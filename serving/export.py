@@ -20,13 +20,16 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from unlearnd.registry import ArtifactStore, RegistryStore
+from unlearnd.routing.tasks import CONCEPTS_PREFIX
 from unlearnd.serving.deployment import Deployment
 from unlearnd.serving.version import ADAPTER_PREFIX, manifest_of
 
 FORMATS = ("peft", "merged")
+ROUTED_FORMAT = "unlearnd-routed/1"  # the manifest.json of an exported routed version
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
 _PREFIX = "base_model.model."  # PEFT's saved keys: base_model.model.<module>.lora_A.weight
 
@@ -120,8 +123,6 @@ def export_version(
                 "query, so they cannot be merged into the weights; export it as peft (one "
                 "folder per expert and a Router)"
             )
-        from unlearnd.serving.router import export_routed
-
         return export_routed(deployment, store, version_id, out)
     tensors, config = combine(adapters(manifest, store.artifacts, f"version {version_id}"))
     base = str(deployment.model_dir.resolve())
@@ -152,3 +153,56 @@ def merge(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
         b = tensors[key.replace(".lora_A.", ".lora_B.")]
         weight = module.weight
         weight.add_((b.float() @ a.float()).to(weight.dtype))
+
+
+def export_routed(
+    deployment: Deployment, store: RegistryStore, version_id: int, out: Path
+) -> dict[str, Any]:
+    """Write a routed version's experts and switch to the new folder `out` (the layout is in
+    serving/router.py, which reads it)."""
+    from safetensors.torch import save_file
+
+    manifest, artifacts = manifest_of(store, version_id), store.artifacts
+    if any(k for k in manifest["artifacts"] if not k.startswith(CONCEPTS_PREFIX)):
+        raise ExportError(
+            f"version {version_id} has method adapters beneath its experts (always on): no "
+            "multi-LoRA server applies both; serve it with `unlearnd api`"
+        )
+    tasks = [(k, artifacts.load_tensors(sha), artifacts.load_metadata(sha))
+             for k, sha in sorted(manifest["artifacts"].items())]  # fmt: skip
+    fam = deployment.load_base()
+    centers = deployment.centers(fam)
+    base = str(deployment.model_dir.resolve())
+    out.mkdir(parents=True, exist_ok=True)
+    experts, targets = {}, []
+    for expert, sha in sorted(manifest["experts"].items()):
+        meta = artifacts.load_metadata(sha)
+        targets += json.loads(meta.get("config", "{}")).get("target_modules", [])
+        folder = out / "experts" / expert
+        folder.mkdir(parents=True)
+        config = {**json.loads(meta.get("config", "{}")), "base_model_name_or_path": base,
+                  "peft_type": "LORA"}  # fmt: skip
+        save_file(artifacts.load_tensors(sha), folder / WEIGHTS_FILE, metadata={"format": "pt"})
+        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        experts[expert] = f"experts/{expert}"
+    (out / "routing").mkdir()
+    save_file({"visual": torch.from_numpy(centers.visual.astype(np.float32)),
+               "textual": torch.from_numpy(centers.textual.astype(np.float32))},
+              out / "routing" / "centers.safetensors",
+              metadata={"visual_vector": centers.visual_vector})  # fmt: skip
+    files = []
+    for key, tensors, meta in tasks:
+        name = f"routing/{key.removeprefix(CONCEPTS_PREFIX)}.safetensors"
+        save_file(tensors, out / name, metadata=meta)
+        files.append(name)
+    r = deployment.settings.routing
+    doc = {
+        "format": ROUTED_FORMAT, "version": version_id, "base_model": base, "experts": experts,
+        "tasks": files, "routed_answer": r.routed_answer, "refusals": deployment.settings.refusals,
+        "switch": {"a": r.relevance_a, "b": r.relevance_b, "mode": r.gate,
+                   "threshold": r.hard_threshold, "text_door": r.text_door},
+    }  # fmt: skip
+    (out / "manifest.json").write_text(json.dumps(doc, indent=2) + "\n")
+    return {"version": version_id, "format": "routed", "base_model": base,
+            "experts": sorted(experts), "requests": len(files), "out": str(out),
+            "language_model_only": language_model_only(targets)}  # fmt: skip

@@ -1,6 +1,6 @@
 """A routed (refuser) version outside unlearnd: one PEFT folder per expert plus the switch.
 
-`export_routed` writes, for a version whose deletions are refuser experts:
+`serving.export.export_routed` writes, for a version whose deletions are refuser experts:
 
     DIR/manifest.json                 format, version, base model, switch settings, experts
     DIR/experts/<expert>/             a PEFT LoRA folder per expert
@@ -18,73 +18,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 
 from unlearnd.models import Sample
-from unlearnd.registry import RegistryStore
 from unlearnd.routing.concepts import Centers, visual_vectors
 from unlearnd.routing.switch import ExpertSwitch, SwitchSettings
-from unlearnd.routing.tasks import CONCEPTS_PREFIX, Task
-from unlearnd.serving.deployment import Deployment
-from unlearnd.serving.export import CONFIG_FILE, WEIGHTS_FILE, ExportError, language_model_only
-from unlearnd.serving.version import manifest_of
-
-FORMAT = "unlearnd-routed/1"
-
-
-def export_routed(
-    deployment: Deployment, store: RegistryStore, version_id: int, out: Path
-) -> dict[str, Any]:
-    """Write a routed version's experts and switch to the new folder `out`."""
-    from safetensors.torch import save_file
-
-    manifest, artifacts = manifest_of(store, version_id), store.artifacts
-    if any(k for k in manifest["artifacts"] if not k.startswith(CONCEPTS_PREFIX)):
-        raise ExportError(
-            f"version {version_id} has method adapters beneath its experts (always on): no "
-            "multi-LoRA server applies both; serve it with `unlearnd api`"
-        )
-    tasks = [(k, artifacts.load_tensors(sha), artifacts.load_metadata(sha))
-             for k, sha in sorted(manifest["artifacts"].items())]  # fmt: skip
-    fam = deployment.load_base()
-    centers = deployment.centers(fam)
-    base = str(deployment.model_dir.resolve())
-    out.mkdir(parents=True, exist_ok=True)
-    experts, targets = {}, []
-    for expert, sha in sorted(manifest["experts"].items()):
-        meta = artifacts.load_metadata(sha)
-        targets += json.loads(meta.get("config", "{}")).get("target_modules", [])
-        folder = out / "experts" / expert
-        folder.mkdir(parents=True)
-        config = {**json.loads(meta.get("config", "{}")), "base_model_name_or_path": base,
-                  "peft_type": "LORA"}  # fmt: skip
-        save_file(artifacts.load_tensors(sha), folder / WEIGHTS_FILE, metadata={"format": "pt"})
-        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        experts[expert] = f"experts/{expert}"
-    (out / "routing").mkdir()
-    save_file({"visual": torch.from_numpy(centers.visual.astype(np.float32)),
-               "textual": torch.from_numpy(centers.textual.astype(np.float32))},
-              out / "routing" / "centers.safetensors",
-              metadata={"visual_vector": centers.visual_vector})  # fmt: skip
-    files = []
-    for key, tensors, meta in tasks:
-        name = f"routing/{key.removeprefix(CONCEPTS_PREFIX)}.safetensors"
-        save_file(tensors, out / name, metadata=meta)
-        files.append(name)
-    r = deployment.settings.routing
-    doc = {
-        "format": FORMAT, "version": version_id, "base_model": base, "experts": experts,
-        "tasks": files, "routed_answer": r.routed_answer, "refusals": deployment.settings.refusals,
-        "switch": {"a": r.relevance_a, "b": r.relevance_b, "mode": r.gate,
-                   "threshold": r.hard_threshold, "text_door": r.text_door},
-    }  # fmt: skip
-    (out / "manifest.json").write_text(json.dumps(doc, indent=2) + "\n")
-    return {"version": version_id, "format": "routed", "base_model": base,
-            "experts": sorted(experts), "requests": len(files), "out": str(out),
-            "language_model_only": language_model_only(targets)}  # fmt: skip
+from unlearnd.routing.tasks import Task
+from unlearnd.serving.export import ROUTED_FORMAT as FORMAT
 
 
 class Router:
