@@ -61,6 +61,7 @@ LLAVA = dict(
     text_hidden=192,
     text_layers=3,
     text_heads=4,
+    text_intermediate=0,  # 0: 4 x text_hidden (LLaMA-7B's is 11008 at 4096)
     vision_feature_layer=-1,
 )
 QWEN2_VL = dict(
@@ -72,6 +73,7 @@ QWEN2_VL = dict(
     text_hidden=128,
     text_layers=2,
     text_heads=4,
+    text_intermediate=0,
 )
 CLIP = dict(
     image_size=48,
@@ -124,7 +126,7 @@ def _decoder(tok, s: dict[str, Any]) -> dict[str, Any]:
     return dict(
         vocab_size=len(tok),
         hidden_size=s["text_hidden"],
-        intermediate_size=4 * s["text_hidden"],
+        intermediate_size=s["text_intermediate"] or 4 * s["text_hidden"],
         num_hidden_layers=s["text_layers"],
         num_attention_heads=s["text_heads"],
         num_key_value_heads=s["text_heads"],
