@@ -16,6 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_intake import GOOD, add_tar, make_intake, png, wait_for
 
+# What the running intake thread imports on its first request (the deployment check, the
+# method check), imported here first: hypothesis walks sys.modules from this thread while it
+# draws, and a module appearing meanwhile breaks its walk ("dictionary changed size").
+import unlearnd.daemon.job  # noqa: E402, F401
+import unlearnd.serving.deployment  # noqa: E402, F401
+import unlearnd.world.deployment  # noqa: E402, F401  (the provider of a deployment with no model)
 from unlearnd.methods import METHODS
 
 FIELDS = set(GOOD) | {"id", "retain", "params", "gate", "requested_by", "reason", "priority"}
