@@ -11,6 +11,7 @@ from unlearnd import __version__
 from unlearnd.api import (
     errors,
     prometheus,
+    routes_export,
     routes_model,
     routes_openai,
     routes_registry,
@@ -47,6 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.api = api
     app.state.metrics = prometheus.build_registry(api)
     errors.install(app)
-    for module in (routes_requests, routes_registry, routes_model, routes_openai, prometheus):
+    for module in (routes_requests, routes_registry, routes_export, routes_model, routes_openai,
+                   prometheus):  # fmt: skip
         app.include_router(module.router)
     return app

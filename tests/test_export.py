@@ -6,15 +6,19 @@ and a Router that switches as unlearnd does; what cannot leave is refused with t
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 
 import pytest
 import torch
 from facts import write_pool
+from fastapi.testclient import TestClient
 from local_daemon import LocalDaemon
 from PIL import Image
 from typer.testing import CliRunner
 
+from unlearnd.api import create_app
 from unlearnd.cli.main import app
 from unlearnd.config import ModelSettings, Settings
 from unlearnd.models import Sample, load, tiny
@@ -98,6 +102,21 @@ def test_a_stacked_method_version_exports_as_one_peft_folder_and_a_merged_model(
 
     again = runner.invoke(app, [*config, "export", "live", "--out", str(tmp_path / "peft")])
     assert again.exit_code == 1 and "not empty" in again.output
+
+    # The same folder over HTTP, as a .tar.gz, for the token's holder only.
+    settings.api.token = "secret"
+    with TestClient(create_app(settings)) as http:
+        assert http.get(f"/versions/{live}/export").status_code == 401
+        r = http.get(f"/versions/{live}/export", headers={"Authorization": "Bearer secret"})
+        assert r.status_code == 200 and r.headers["content-type"] == "application/gzip"
+        assert http.get("/versions/99/export", headers={"Authorization": "Bearer secret"}
+                        ).status_code == 404  # fmt: skip
+    with tarfile.open(fileobj=io.BytesIO(r.content)) as tf:
+        tf.extractall(tmp_path / "http", filter="data")
+    served_again = PeftModel.from_pretrained(
+        load(model_dir).model, tmp_path / "http" / f"v{live}-peft"
+    )
+    torch.testing.assert_close(logits(base, served_again), expected, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
