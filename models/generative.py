@@ -19,6 +19,31 @@ from unlearnd.models.base import ModelFamily, Sample
 DEFAULT_TEMPLATE = "USER: {image}{question} ASSISTANT:"
 
 
+def mean_attention(model: nn.Module, lm: nn.Module, run: Any) -> torch.Tensor:
+    """`run()` with eager attention (the only kind that computes the weights); the language
+    model `lm`'s attention weights averaged over its layers and heads, [B, Q, K] float32.
+    Each layer's weights are reduced as that layer runs, in the model's dtype, so one layer's
+    maps are held at a time (output_attentions keeps all of them: 32 x 32 heads x Q x K on a
+    7B)."""
+    total: list[torch.Tensor] = []
+
+    def add(_module: nn.Module, _args: tuple, out: tuple) -> None:
+        mean = out[1].mean(1, dtype=torch.float32)  # over heads
+        total[:] = [total[0] + mean] if total else [mean]
+
+    layers = [m for name, m in lm.named_modules() if name.endswith("self_attn")]
+    handles = [layer.register_forward_hook(add) for layer in layers]
+    impl = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        run()
+    finally:
+        model.set_attn_implementation(impl)
+        for handle in handles:
+            handle.remove()
+    return total[0] / len(layers)
+
+
 @dataclass
 class Encoded:
     """A right- or left-padded batch with where each answer starts and how long it is."""
@@ -194,13 +219,7 @@ class GenerativeFamily(ModelFamily):
         if any(s.image is None for s in batch):
             raise ValueError("text_to_visual_attention needs an image in every sample")
         enc = self.encode(batch, with_answer=False)
-        attn_impl = self.model.config._attn_implementation
-        self.model.set_attn_implementation("eager")  # only eager returns attention weights
-        try:
-            attentions = self._forward(enc, output_attentions=True).attentions
-        finally:
-            self.model.set_attn_implementation(attn_impl)
-        mean = torch.stack([a.float() for a in attentions]).mean(dim=(0, 2))  # [B, Q, K]
+        mean = mean_attention(self.model, self.language_model(), lambda: self._forward(enc))
         rows = []
         for i in range(len(batch)):
             visual = (enc.input_ids[i] == self.image_token_id).nonzero().squeeze(-1)

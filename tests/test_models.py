@@ -153,6 +153,24 @@ def test_generation_stops_at_eos(gen):
     assert gen.generate([sample], max_new_tokens=8) == ["red cat"]
 
 
+def test_mean_attention_equals_every_layers_weights_averaged(gen):
+    """Reduced layer by layer (one layer's maps held at a time) = output_attentions' maps,
+    stacked and averaged; the model's own attention implementation is put back."""
+    from unlearnd.models.generative import mean_attention
+
+    enc = gen.encode([BATCH[0], BATCH[2]], with_answer=False)
+    impl = gen.model.config._attn_implementation
+    got = mean_attention(gen.model, gen.language_model(), lambda: gen._forward(enc))
+    assert gen.model.config._attn_implementation == impl
+    gen.model.set_attn_implementation("eager")
+    try:
+        with torch.no_grad():
+            every = gen._forward(enc, output_attentions=True).attentions
+    finally:
+        gen.model.set_attn_implementation(impl)
+    torch.testing.assert_close(got, torch.stack([a.float() for a in every]).mean(dim=(0, 2)))
+
+
 def test_attention_to_visual_tokens(gen):
     att = gen.text_to_visual_attention([BATCH[0], BATCH[2]])
     n_visual = int(

@@ -8,9 +8,10 @@ forward, decode steps carry no image), and a forward pre-hook on the language mo
 the visual tokens out of `inputs_embeds` at the image positions. A rewriter fires on an
 image when its discriminator's probability exceeds its threshold; it then replaces the k
 tokens the text attends to least with its encoder's output. Only when one fires does the
-hook run the language model once more on the original embeddings (eager attention,
-`output_attentions`) to rank the tokens, so an image no rewriter claims costs nothing and
-goes through the model bit for bit untouched.
+hook run the language model once more on the original embeddings (eager attention, each
+layer's weights reduced as it runs: `models.generative.mean_attention`) to rank the tokens,
+so an image no rewriter claims costs nothing and goes through the model bit for bit
+untouched.
 
 Stacking: rewriters apply in the order they were attached, each deciding and encoding from
 the original tokens (an artifact behaves the same alone or stacked); where two fire on one
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnd.models.base import ModelFamily
+from unlearnd.models.generative import mean_attention
 
 PREFIX = "unlearnd_vt_"
 _HOOKED = "_unlearnd_vt_hooked"  # set on the top model once both hooks are registered
@@ -128,19 +130,13 @@ def attention_importance(
     same reduction as GenerativeFamily.text_to_visual_attention, on left-padded prompts)."""
     image = input_ids == model.config.image_token_id
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    impl = model.config._attn_implementation
-    model.set_attn_implementation("eager")  # only eager returns attention weights
-    try:
-        attentions = model.get_submodule(lm_path)(
-            inputs_embeds=embeds,
-            attention_mask=attention_mask,
-            position_ids=positions,
-            output_attentions=True,
-            use_cache=False,
-        ).attentions
-    finally:
-        model.set_attn_implementation(impl)
-    mean = torch.stack([a.float() for a in attentions]).mean(dim=(0, 2))  # [B, Q, K]
+    lm = model.get_submodule(lm_path)
+
+    def run():
+        return lm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions,
+                  use_cache=False)  # fmt: skip
+
+    mean = mean_attention(model, lm, run)
     out = []
     for i in image.any(1).nonzero().squeeze(-1).tolist():
         visual = image[i].nonzero().squeeze(-1)
