@@ -20,20 +20,25 @@ from unlearnd.registry import RegistryStore
 router = APIRouter(tags=["model"])
 
 
-def _image(encoded: str | None, limits) -> Any:
-    """A PIL image from base64 bytes, checked like a request's images (size, pixels, decode)."""
+def decode_base64_image(encoded: str | None, limits, field: str = "image") -> Any:
+    """A PIL image from base64 bytes, checked like a request's images (size, pixels, decode);
+    a 422 naming `field` otherwise."""
     if encoded is None:
         return None
-    from unlearnd.serving.images import ImageRejected, decode_image
-
     try:
         data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise ApiError(422, "image: not valid base64") from None
+        raise ApiError(422, f"{field}: not valid base64") from None
+    return checked_image(data, limits, field)
+
+
+def checked_image(data: bytes, limits, field: str = "image") -> Any:
+    from unlearnd.serving.images import ImageRejected, decode_image
+
     try:
         return decode_image(data, limits)
     except ImageRejected as e:
-        raise ApiError(422, f"image: {e}") from None
+        raise ApiError(422, f"{field}: {e}") from None
 
 
 def _served(request: Request, st, version: int | None):
@@ -55,7 +60,7 @@ def generate(
 ) -> dict[str, Any]:
     from unlearnd.models import UnsupportedOperation
 
-    image = _image(body.image, state(request).settings.limits)
+    image = decode_base64_image(body.image, state(request).settings.limits)
     _, (served, lock) = _served(request, st, body.version)
     with lock:
         try:
@@ -71,7 +76,7 @@ def classify(
 ) -> dict[str, Any]:
     from unlearnd.models import UnsupportedOperation
 
-    image = _image(body.image, state(request).settings.limits)
+    image = decode_base64_image(body.image, state(request).settings.limits)
     chosen, (served, lock) = _served(request, st, body.version)
     try:
         served.check_classifies()

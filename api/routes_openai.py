@@ -12,8 +12,6 @@ and `seed` are accepted and have no effect; `stream` and `n` > 1 are refused.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 import uuid
 from pathlib import Path
@@ -25,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from unlearnd.api.auth import _bearer, require_token
 from unlearnd.api.errors import ApiError
-from unlearnd.api.routes_model import _served
+from unlearnd.api.routes_model import _served, checked_image, decode_base64_image
 from unlearnd.api.state import state, store
 from unlearnd.registry import RegistryStore
 
@@ -72,34 +70,25 @@ def _version(st: RegistryStore, model: str) -> int:
 def _image(url: str, request: Request, creds: HTTPAuthorizationCredentials | None):
     """The image of an `image_url` part: a data URI, or a local file (token holders only:
     an open read must not open files on the server)."""
-    from unlearnd.serving.images import ImageRejected, decode_image
-
+    limits = state(request).settings.limits
     if url.startswith("data:"):
         header, _, payload = url.partition(",")
         if not header.endswith(";base64"):
             raise ApiError(422, "image_url: a data URI must be base64 (data:image/png;base64,...)")
-        try:
-            data = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            raise ApiError(422, "image_url: the data URI is not valid base64") from None
-    elif url.startswith(("http://", "https://")):
+        return decode_base64_image(payload, limits, "image_url")
+    if url.startswith(("http://", "https://")):
         raise ApiError(422, "image_url: remote URLs are not fetched; send a data: URI")
-    else:
-        require_token(request, creds)
-        path = Path(url.removeprefix("file://"))
-        if not path.is_absolute():
-            raise ApiError(422, f"image_url: a local path must be absolute, not {url!r}")
-        limit = state(request).settings.limits.max_image_bytes
-        try:
-            if path.stat().st_size > limit:
-                raise ApiError(413, f"image_url: {path} is larger than {limit} bytes")
-            data = path.read_bytes()
-        except OSError as e:
-            raise ApiError(422, f"image_url: cannot read {path}: {e.strerror}") from None
+    require_token(request, creds)
+    path = Path(url.removeprefix("file://"))
+    if not path.is_absolute():
+        raise ApiError(422, f"image_url: a local path must be absolute, not {url!r}")
     try:
-        return decode_image(data, state(request).settings.limits)
-    except ImageRejected as e:
-        raise ApiError(422, f"image_url: {e}") from None
+        if path.stat().st_size > limits.max_image_bytes:
+            raise ApiError(413, f"image_url: {path} is larger than {limits.max_image_bytes} bytes")
+        data = path.read_bytes()
+    except OSError as e:
+        raise ApiError(422, f"image_url: cannot read {path}: {e.strerror}") from None
+    return checked_image(data, limits, "image_url")
 
 
 def _prompt(body: ChatBody, request: Request, creds) -> tuple[str, Any]:

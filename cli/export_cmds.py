@@ -33,7 +33,9 @@ def export(
 ) -> None:
     """Write a method version as one PEFT LoRA folder (`PeftModel.from_pretrained(base, OUT)`,
     vLLM, TGI) or, with --format merged, as a Hugging Face model folder with the change
-    merged. Routed (refuser) versions and non-LoRA methods are refused with the reason."""
+    merged. A routed (refuser) version writes one PEFT folder per expert and the switch's
+    files, read by `unlearnd.serving.Router(OUT)`; it cannot be merged. Results that are not
+    a LoRA (CAGUL, VL-Eraser, ADU) are refused with the reason."""
     from unlearnd.registry import NotFound, open_registry
     from unlearnd.serving import Deployment
     from unlearnd.serving.export import ExportError, export_version

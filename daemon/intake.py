@@ -197,8 +197,8 @@ class Intake:
     def _misfits(self, accepted: Accepted) -> list[FieldError]:
         """What the deployment cannot take, known without loading its model: a kind or a
         method its family does not serve, pools too small to both score and train (unless
-        the request brings its own retain samples). A model
-        folder that cannot be read is the job's to report."""
+        the request brings its own retain samples). A model folder that cannot be read is
+        the job's to report."""
         from unlearnd.daemon.job import RequestMismatch, check_fits
         from unlearnd.methods import UnknownMethod, get_method
         from unlearnd.models import ModelLoadError

@@ -176,12 +176,11 @@ def export_routed(
     out.mkdir(parents=True, exist_ok=True)
     experts, targets = {}, []
     for expert, sha in sorted(manifest["experts"].items()):
-        meta = artifacts.load_metadata(sha)
-        targets += json.loads(meta.get("config", "{}")).get("target_modules", [])
+        config = json.loads(artifacts.load_metadata(sha).get("config", "{}"))
+        targets += config.get("target_modules", [])
         folder = out / "experts" / expert
         folder.mkdir(parents=True)
-        config = {**json.loads(meta.get("config", "{}")), "base_model_name_or_path": base,
-                  "peft_type": "LORA"}  # fmt: skip
+        config = {**config, "base_model_name_or_path": base, "peft_type": "LORA"}
         save_file(artifacts.load_tensors(sha), folder / WEIGHTS_FILE, metadata={"format": "pt"})
         (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         experts[expert] = f"experts/{expert}"

@@ -354,6 +354,24 @@ def test_openai_chat_completions_with_an_image(server, tmp_path):
             422,
             "remote URLs",
         ),  # fmt: skip
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "who ?"},
+                            {
+                                "type": "image_url",
+                                "image_url": {"url": "data:image/png;base64,%%%"},
+                            },
+                        ],
+                    }
+                ]
+            },
+            422,
+            "image_url: not valid base64",
+        ),  # fmt: skip
     ]:
         r = api.client.post("/v1/chat/completions", json={**body, **change}, headers=AUTH)
         assert r.status_code == status and needle in r.json()["error"], (change, r.text)
