@@ -41,7 +41,8 @@ def scan_cmd(
         fail(str(e), EXIT_NOT_FOUND)
     finally:
         store.close()
-    rows = result["requests"]
+    rows = [r for r in result["requests"] if r["image_door"]]
+    text_only = [r for r in result["requests"] if not r["image_door"]]
     path = out or Path(f"gate-scan-v{chosen}.png")
     if rows:
         plot_scan({f"{r['target']} ({r['request'][:16]})": r for r in rows}, path)
@@ -49,8 +50,13 @@ def scan_cmd(
     if as_json:
         print_json(result)
         return
-    if not rows:
+    if not result["requests"]:
         console.print(f"version {chosen} routes no request: every query runs on the base model")
+        return
+    for r in text_only:
+        console.print(f"{r['request']} ({r['target']}): no images, so no image door; a "
+                      "question reaches its expert through the text door only")  # fmt: skip
+    if not rows:
         return
     print_table(
         [(r["request"], r["target"], f"{r['threshold']:.3f}", f"{r['calibrated_now']:.3f}",

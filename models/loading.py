@@ -6,15 +6,17 @@ import copy
 import json
 from pathlib import Path
 
-from transformers import AutoProcessor
+from transformers import AutoProcessor, AutoTokenizer
 
 from unlearnd.models.base import FAMILIES, ModelFamily, ModelLoadError
+from unlearnd.models.causal_lm import CausalLM, is_causal_lm
 from unlearnd.models.clip import Clip
 from unlearnd.models.device import resolve_device
 from unlearnd.models.llava import Llava
 from unlearnd.models.qwen2_vl import Qwen2VL, Qwen2VLParts
 
 MODEL_TYPES = {"llava": "llava", "qwen2_vl": "qwen2_vl", "clip": "clip"}  # model_type -> family
+SUPPORTED = ", ".join([*MODEL_TYPES, "any *ForCausalLM (causal_lm)"])
 
 
 def detect_family(path: str | Path) -> str:
@@ -35,20 +37,27 @@ def detect_family(path: str | Path) -> str:
         raise ModelLoadError(f"{config} is not valid JSON: {e}") from e
     model_type = data.get("model_type") if isinstance(data, dict) else None
     if model_type is None:
-        raise ModelLoadError(f"{config} has no 'model_type'; supported: {', '.join(MODEL_TYPES)}")
-    if model_type not in MODEL_TYPES:
-        raise ModelLoadError(
-            f"{folder} holds a {model_type!r} model; supported: {', '.join(MODEL_TYPES)}"
-        )
-    return MODEL_TYPES[model_type]
+        raise ModelLoadError(f"{config} has no 'model_type'; supported: {SUPPORTED}")
+    if model_type in MODEL_TYPES:
+        return MODEL_TYPES[model_type]
+    if is_causal_lm(data):
+        return "causal_lm"
+    raise ModelLoadError(f"{folder} holds a {model_type!r} model; supported: {SUPPORTED}")
 
 
-CLASSES: dict[str, type[ModelFamily]] = {"llava": Llava, "qwen2_vl": Qwen2VL, "clip": Clip}
+CLASSES: dict[str, type[ModelFamily]] = {
+    "llava": Llava,
+    "qwen2_vl": Qwen2VL,
+    "clip": Clip,
+    "causal_lm": CausalLM,
+}
 
 
 def _processor(family: str, folder: Path):
     if family == "qwen2_vl":
         return Qwen2VLParts.from_pretrained(folder)
+    if family == "causal_lm":
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
     return AutoProcessor.from_pretrained(folder, local_files_only=True)
 
 

@@ -13,6 +13,7 @@ from transformers import (
     CLIPTextConfig,
     CLIPVisionConfig,
     LlamaConfig,
+    LlamaForCausalLM,
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
@@ -22,6 +23,7 @@ from transformers import (
 )
 
 from unlearnd.models.base import ModelFamily
+from unlearnd.models.causal_lm import CausalLM
 from unlearnd.models.clip import Clip
 from unlearnd.models.llava import Llava
 from unlearnd.models.loading import quiet_transformers
@@ -75,6 +77,7 @@ QWEN2_VL = dict(
     text_heads=4,
     text_intermediate=0,
 )
+CAUSAL_LM = dict(text_hidden=128, text_layers=2, text_heads=4, text_intermediate=0)
 CLIP = dict(
     image_size=48,
     patch_size=8,
@@ -215,6 +218,11 @@ def tiny_clip(tok, s) -> Clip:
     return Clip(CLIPModel(config), processor, *_cpu())
 
 
+def tiny_causal_lm(tok, s) -> CausalLM:
+    config = LlamaConfig(max_position_embeddings=512, **_decoder(tok, s))
+    return CausalLM(LlamaForCausalLM(config), tok, *_cpu())
+
+
 def _cpu() -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.float32
 
@@ -223,13 +231,14 @@ BUILDERS = {
     "llava": (tiny_llava, LLAVA),
     "qwen2_vl": (tiny_qwen2_vl, QWEN2_VL),
     "clip": (tiny_clip, CLIP),
+    "causal_lm": (tiny_causal_lm, CAUSAL_LM),
 }
 
 
 def tiny(family: str, tokenizer=None, seed: int = 0, **size_overrides: Any) -> ModelFamily:
     """A small random model of `family` on the CPU in fp32, with its processor; `save(path)`
-    writes a folder that `load(path)` reopens. Sizes: see LLAVA, QWEN2_VL, CLIP (overrides
-    by those names). Without `tokenizer`, a word tokenizer over DEFAULT_WORDS."""
+    writes a folder that `load(path)` reopens. Sizes: see LLAVA, QWEN2_VL, CLIP, CAUSAL_LM
+    (overrides by those names). Without `tokenizer`, a word tokenizer over DEFAULT_WORDS."""
     quiet_transformers()
     if family not in BUILDERS:
         raise ValueError(f"unknown family {family!r}; supported: {', '.join(BUILDERS)}")

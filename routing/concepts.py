@@ -41,7 +41,7 @@ VISUAL_VECTORS = ("vision_tower", "answer_distribution")
 class Centers:
     """The background the concept vectors are centred on."""
 
-    visual: np.ndarray
+    visual: np.ndarray | None  # None: the background has no images (a text-only deployment)
     textual: np.ndarray
     visual_vector: str = "vision_tower"  # what `visual` is a mean of (VISUAL_VECTORS)
 
@@ -57,13 +57,19 @@ class Centers:
         visual, textual = embed(fam, samples, visual_vector)
         if visual_samples is not None:
             visual, _ = embed(fam, visual_samples, visual_vector)
-        if not len(visual) or not len(textual):
-            raise ValueError("the background needs samples with images and questions")
-        return cls(visual.mean(0), textual.mean(0), visual_vector)
+        if not len(textual):
+            raise ValueError("the routing background needs questions (retain or general pool)")
+        return cls(visual.mean(0) if len(visual) else None, textual.mean(0), visual_vector)
 
     def unit(self, x: np.ndarray, modality: str) -> np.ndarray:
         """Rows centred on the background and scaled to unit length."""
-        return unit_rows(np.atleast_2d(x).astype(np.float32) - getattr(self, modality))
+        center = getattr(self, modality)
+        if center is None:
+            raise ValueError(
+                "an image cannot be routed: the deployment's retain and general pools have no "
+                "images to centre the image door on (add image rows to model.retain_pool)"
+            )
+        return unit_rows(np.atleast_2d(x).astype(np.float32) - center)
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:

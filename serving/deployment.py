@@ -28,6 +28,7 @@ from PIL import Image
 from unlearnd.config import Settings
 from unlearnd.evaluation import probes
 from unlearnd.models import ModelFamily, Sample, copy_to, detect_family, load, resolve_device
+from unlearnd.models.loading import CLASSES
 from unlearnd.routing.concepts import Centers
 from unlearnd.serving.providers import provide_default
 
@@ -164,11 +165,20 @@ class Deployment:
         rows of every pool are scored, the retain pool's next ones trained on)."""
         m, problems = self.settings.model, []
         n_eval = m.eval_samples
-        for key in ("retain_pool", "general_pool"):
+        text_only = not CLASSES[self.family].takes_images
+        for key in ("retain_pool", "general_pool", "probe_sets"):
             configured = getattr(m, key)
             if not configured:
                 continue
-            n = len(self._rows(configured))
+            rows = self._rows(configured)
+            if text_only and any(r.image is not None for r in rows):
+                problems.append(
+                    f"[model] {key} {configured} has rows with an image; the {self.family} "
+                    "model takes text only: leave `image` out"
+                )
+            if key == "probe_sets":
+                continue
+            n = len(rows)
             if n == 0:
                 problems.append(f"[model] {key} {configured} has no rows")
             elif key == "retain_pool" and n <= n_eval:

@@ -185,7 +185,8 @@ def export_routed(
         (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         experts[expert] = f"experts/{expert}"
     (out / "routing").mkdir()
-    save_file({"visual": torch.from_numpy(centers.visual.astype(np.float32)),
+    visual = np.zeros(0, np.float32) if centers.visual is None else centers.visual  # text-only
+    save_file({"visual": torch.from_numpy(visual.astype(np.float32)),
                "textual": torch.from_numpy(centers.textual.astype(np.float32))},
               out / "routing" / "centers.safetensors",
               metadata={"visual_vector": centers.visual_vector})  # fmt: skip

@@ -54,7 +54,8 @@ class Router:
         with safe_open(c_path, "pt") as f:
             kind = f.metadata()["visual_vector"]
         c = load_file(c_path)
-        centers = Centers(c["visual"].numpy(), c["textual"].numpy(), kind)
+        visual = c["visual"].numpy() if c["visual"].numel() else None  # a text-only deployment
+        centers = Centers(visual, c["textual"].numpy(), kind)
         self.switch = ExpertSwitch(sorted(tasks, key=lambda t: (t.seq, t.request_id)), centers,
                                    SwitchSettings(**self.manifest["switch"]))  # fmt: skip
         self.fam = load(self.manifest["base_model"], device=device)

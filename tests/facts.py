@@ -71,7 +71,10 @@ def write_pool(folder: Path, samples: list[Sample]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     lines = []
     for i, s in enumerate(samples):
-        s.image.save(folder / f"{i}.png")
-        lines.append(json.dumps({"image": f"{i}.png", "question": s.question, "answer": s.answer}))
+        row = {"question": s.question, "answer": s.answer}
+        if s.image is not None:  # a text-only row has no image key
+            s.image.save(folder / f"{i}.png")
+            row = {"image": f"{i}.png", **row}
+        lines.append(json.dumps(row))
     (folder / "pool.jsonl").write_text("\n".join(lines) + "\n")
     return folder / "pool.jsonl"

@@ -198,7 +198,7 @@ def test_requests_that_do_not_fit_the_deployment_are_rejected_at_intake(tmp_path
     (error,) = rejected_at_intake(clip, forget, method="refuser")
     assert (
         error["message"]
-        == "method 'refuser' supports llava, qwen2_vl, not this deployment's clip model"
+        == "method 'refuser' supports llava, qwen2_vl, causal_lm, not this deployment's clip model"
     )
 
 

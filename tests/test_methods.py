@@ -148,7 +148,7 @@ def test_unknown_method_lists_the_registered_ones():
 
 def test_family_is_checked():
     clip = tiny("clip")
-    with pytest.raises(ParamError, match="supports llava, qwen2_vl, not a clip model"):
+    with pytest.raises(ParamError, match="supports llava, qwen2_vl, causal_lm, not a clip"):
         get_method("ga").fit(clip, FORGET, RETAIN, get_method("ga").validate_params({}))
 
 

@@ -214,7 +214,10 @@ def _projector_state(fam: ModelFamily, key: str, value: Any) -> Iterator[None]:
 
 
 def frozen_tokens(fam: ModelFamily) -> contextlib.AbstractContextManager[None]:
-    """Every rewriter skipped: the projector's tokens as the base model makes them."""
+    """Every rewriter skipped: the projector's tokens as the base model makes them (a
+    text-only model has no projector, so no rewriter)."""
+    if not fam.takes_images:
+        return contextlib.nullcontext()
     return _projector_state(fam, _OFF, True)
 
 

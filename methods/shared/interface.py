@@ -77,7 +77,7 @@ class Needs:
 class Method(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
-    families: ClassVar[tuple[str, ...]] = ("llava", "qwen2_vl")
+    families: ClassVar[tuple[str, ...]] = ("llava", "qwen2_vl", "causal_lm")
     Params: ClassVar[type[MethodParams]] = MethodParams
     needs: ClassVar[Needs] = Needs()
     # apply recipe -> its applier, for every recipe this method's results name

@@ -64,7 +64,7 @@ def target_paths(fam: ModelFamily, target: str) -> list[str]:
         roots += fam.ffn_paths()
     if "blocks" in target:  # a block is the parent of its FFN
         roots += [path.rsplit(".", 1)[0] for path in fam.ffn_paths()]
-    if "projector" in target:
+    if "projector" in target and fam.takes_images:  # a text-only model has none: blocks only
         roots.append(fam.projector_path())
     return linear_paths(fam.model, roots)
 
