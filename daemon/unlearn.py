@@ -102,11 +102,11 @@ class UnlearningPipeline:
 
         progress.stage("evaluating")
         t = time.monotonic()
-        after = inputs.evaluation.measure(placed.candidate)
+        after = inputs.evaluation.measure(placed.candidate, before)  # also vs the parent's answers
         metrics = inputs.evaluation.compare(before, after)
         if base_forget is not None:
             metrics["base_forget_acc"] = base_forget
-        metrics.update(self._attacks(inputs, placed))
+        metrics.update(self._attacks(inputs, placed, before))
         timings["evaluate_s"] = time.monotonic() - t
         return self._conclude(inputs, base_fingerprint, placed, metrics, timings, started)
 
@@ -124,10 +124,10 @@ class UnlearningPipeline:
         if sets is None:  # a CLIP's domain sets: the parent's score is the reference
             return None
         with suspended(fam):
-            hit = candidate.hits(fam, sets["forget"])
+            hit = candidate.hits(fam, sets["forget"], inputs.evaluation.names)
         return sum(hit) / len(hit)
 
-    def _attacks(self, inputs: JobInputs, placed: Placed) -> dict[str, float]:
+    def _attacks(self, inputs: JobInputs, placed: Placed, before: dict) -> dict[str, float]:
         """Relearning and quantization, per door, for a version whose weights would be served
         merged (not a routed expert, not a CLIP's domain prompts)."""
         e = self.settings.evaluation
@@ -137,7 +137,7 @@ class UnlearningPipeline:
         doors = {k: v for k, v in sets.items() if k == "forget" or k.startswith("leak_")}
         train_on = [s for s in inputs.forget if s.image is not None]
         return probes.attacked(placed.candidate.fam, train_on, doors, e.relearn_steps,
-                               e.quantize_bits)  # fmt: skip
+                               e.quantize_bits, before, inputs.evaluation.names)  # fmt: skip
 
     def _conclude(
         self,
