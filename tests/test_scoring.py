@@ -3,9 +3,15 @@ and sentence answers scored against the request's sentence and the parent's own 
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
+from unlearnd.daemon.schema import RequestError, parse_request
 from unlearnd.evaluation.candidate import AnswerSets
 from unlearnd.evaluation.metrics import fact_recall, stated
 from unlearnd.models import Sample
+from unlearnd.serving.deployment import DeploymentError, as_samples, read_rows
 
 Q = "Which school did Harry Potter attend?"
 ANSWER = "Harry Potter attended Hogwarts School of Witchcraft and Wizardry in Scotland."
@@ -67,8 +73,8 @@ def test_the_candidate_is_scored_against_what_its_parent_said():
     other = Sample(other_q, "The headmaster of Harry Potter's school is Albus Dumbledore.")
     sets = AnswerSets({"forget": [Sample(Q, ANSWER), other]}, names=["Harry Potter"])
     # The parent states the first (in its words) and gets the second wrong.
-    parent = Echo({Q: "Harry Potter went to Hogwarts School of Witchcraft and Wizardry, a "
-                      "boarding school for young wizards", other_q: "It is Severus Snape."})  # fmt: skip
+    said = "Harry Potter went to Hogwarts School of Witchcraft and Wizardry, a boarding school"
+    parent = Echo({Q: said + " for young wizards", other_q: "It is Severus Snape."})
     before = sets.measure(parent)
     assert before == {"forget": [True, False]} and before.said[(Q, id(None))].startswith("Harry")
     # Said in the parent's words only: stated against the parent's answer, not the request's.
@@ -81,3 +87,25 @@ def test_the_candidate_is_scored_against_what_its_parent_said():
     assert sets.measure(parent, before) == before
     refusing = Echo({Q: REFUSAL, other_q: "I'm sorry, but I can't help with that."})
     assert sets.measure(refusing, before) == {"forget": [False, False]}
+
+
+def test_requests_and_pool_rows_carry_their_facts(tmp_path):
+    doc = {"schema": "unlearnd.request/v1", "kind": "entity", "target": {"name": "Harry Potter"},
+           "forget": [{"question": Q, "answer": ANSWER, "facts": ["Hogwarts"]},
+                      {"question": Q, "answer": ANSWER}]}  # fmt: skip
+    req = parse_request(doc)
+    assert [s.facts for s in req.forget] == [["Hogwarts"], []]
+    # A sample without facts reads as before facts existed: the request's hash is unchanged.
+    assert [sorted(s) for s in req.document()["forget"]] == [
+        ["answer", "facts", "image", "question"], ["answer", "image", "question"]
+    ]  # fmt: skip
+    doc["forget"][0]["facts"] = [""]
+    with pytest.raises(RequestError, match=r"forget\[0\]\.facts\[0\]"):
+        parse_request(doc)
+    pool = tmp_path / "probes.jsonl"
+    row = {"target": "Harry Potter", "probe": "text", "question": Q, "answer": ANSWER}
+    pool.write_text(json.dumps({**row, "facts": ["Hogwarts"]}) + "\n" + json.dumps(row) + "\n")
+    assert [s.facts for s in as_samples(read_rows(pool))] == [("Hogwarts",), ()]
+    pool.write_text(json.dumps(row) + "\n" + json.dumps({**row, "facts": "Hogwarts"}) + "\n")
+    with pytest.raises(DeploymentError, match=r"probes\.jsonl:2: 'facts' must be a list"):
+        read_rows(pool)
