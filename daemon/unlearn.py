@@ -166,15 +166,20 @@ class UnlearningPipeline:
             "metrics": metrics,
             "timings": timings,
         }
+        silent = promotion.unmeasurable(metrics)  # doors whose parent stated nothing
+        before, after = metrics.get("parent_forget_acc") or 0, metrics.get("forget_acc") or 0
+        others = [d for d in silent if d != "forget"]
         log.info(
-            "request %s: %s, forget %.2f -> %.2f, gate %s",
+            "request %s: %s, forget %s, gate %s%s",
             inputs.request_id,
             method.name,
-            metrics.get("parent_forget_acc") or 0,
-            metrics.get("forget_acc") or 0,
+            promotion.PARENT_NONE if "forget" in silent else f"{before:.2f} -> {after:.2f}",
             "passed" if decision.passed else f"failed ({'; '.join(decision.failed)})",
+            f"; {promotion.PARENT_NONE}: {', '.join(others)}" if others else "",
         )
         summary = {"forget_acc": metrics.get("forget_acc"), "gate": decision.passed}
+        if silent:
+            summary["not_measurable"] = silent
         if placed.routing:
             summary["routing"] = placed.routing
         return PipelineResult(version, decision.passed, summary, routing=placed.records)
