@@ -4,7 +4,8 @@ Per routed request of the version: its images' cosines (each left out in turn) a
 deployment's background (retain and general pool images), the threshold it is routed with,
 the threshold the pools would give it now, and the expected miss and false-fire rates. For
 the version as a whole: the share of the background's own questions (picture and text) that
-turn any expert on, i.e. would be refused.
+turn any expert on, i.e. would be refused. A request routed with a text door by meaning gets
+the same for its questions by name and name variants (daemon/text_door.py): `text`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from unlearnd.config import Settings
 from unlearnd.daemon.job import without_concept
 from unlearnd.daemon.request_store import load_request, open_image, requests_root
+from unlearnd.daemon.text_door import text_door
 from unlearnd.methods import suspended
 from unlearnd.models import Sample
 from unlearnd.registry import RegistryStore
@@ -48,6 +50,15 @@ def scan(settings: Settings, store: RegistryStore, version_id: int | None) -> di
             "miss": now.miss, "false_fire": now.false_fire, "own": now.own,
             "background": now.background,
         })  # fmt: skip
+        if task.reads_meaning:
+            with suspended(fam):
+                door = text_door(fam, request.kind, list(task.all_names), forget, deployment)
+            if door is not None:
+                c = door.calibration
+                out["requests"][-1]["text"] = {
+                    "threshold": task.text_threshold, "calibrated_now": c.threshold,
+                    "miss": c.miss, "false_fire": c.false_fire, "own": c.own,
+                    "background": c.background}  # fmt: skip
     fired = [bool(b) for b in model.routes(pool)]
     out["false_refusal"] = sum(fired) / len(fired) if fired else None
     out["background_n"] = len(pool)
