@@ -27,7 +27,9 @@ def scan_cmd(
 ) -> None:
     """Per routed request: its own images' cosines (each left out) against the retain and
     general pools, its threshold, the one the pools would give it now, the expected miss and
-    false-fire rates; and the share of the pools' own questions the version would refuse."""
+    false-fire rates (and the same for its text door: questions by name variants against the
+    pools' and namesakes' questions); and the share of the pools' own questions the version
+    would refuse."""
     from unlearnd.daemon.scan import scan
     from unlearnd.evaluation.plots import plot_scan
     from unlearnd.registry import NotFound, open_registry
@@ -56,14 +58,28 @@ def scan_cmd(
     for r in text_only:
         console.print(f"{r['request']} ({r['target']}): no images, so no image door; a "
                       "question reaches its expert through the text door only")  # fmt: skip
-    if not rows:
-        return
-    print_table(
-        [(r["request"], r["target"], f"{r['threshold']:.3f}", f"{r['calibrated_now']:.3f}",
-          f"{r['miss']:.0%}", f"{r['false_fire']:.1%}") for r in rows],
-        ("request", "target", "threshold", "from the pools now", "miss", "false fires"),
-        title=f"image door of version {chosen}",
-    )  # fmt: skip
+    if rows:
+        print_table(
+            [(r["request"], r["target"], f"{r['threshold']:.3f}", f"{r['calibrated_now']:.3f}",
+              f"{r['miss']:.0%}", f"{r['false_fire']:.1%}") for r in rows],
+            ("request", "target", "threshold", "from the pools now", "miss", "false fires"),
+            title=f"image door of version {chosen}",
+        )  # fmt: skip
+    texts = [
+        (
+            r["request"],
+            r["target"],
+            f"{t['threshold']:.3f}",
+            f"{t['calibrated_now']:.3f}",
+            f"{t['miss']:.0%}",
+            f"{t['false_fire']:.1%}",
+        )
+        for r in result["requests"]
+        if (t := r.get("text"))
+    ]
+    if texts:
+        print_table(texts, ("request", "target", "threshold", "from the pools now", "miss",
+                            "false fires"), title=f"text door of version {chosen}")  # fmt: skip
     refused = result["false_refusal"]
     console.print(
         f"{refused:.1%} of {result['background_n']} retain and general questions turn an "

@@ -18,6 +18,7 @@ from typing import Any
 from unlearnd.daemon.job import JobInputs, without_concept
 from unlearnd.daemon.pipeline import Progress
 from unlearnd.daemon.request_store import load_request, open_image, requests_root
+from unlearnd.daemon.text_door import text_door
 from unlearnd.methods import artifact_metadata, suspended
 from unlearnd.methods.shared import lora
 from unlearnd.models import Sample
@@ -88,7 +89,8 @@ class ExpertPlacement:
         self.deployment = deployment
 
     def concepts(self, inputs: JobInputs, fam: Any, centers: Any) -> tuple:
-        """(visual prototypes, textual prototypes, calibration or None), on the base model."""
+        """(visual prototypes, textual prototypes, calibration or None, text door or None),
+        on the base model."""
         r, kind, seed = self.deployment.settings.routing, centers.visual_vector, inputs.params.seed
         target = inputs.request.target
         texts = [f"{target.name} . {target.description}".strip(" .")]
@@ -96,14 +98,16 @@ class ExpertPlacement:
             rows, images = concept_rows(fam, inputs.forget, kind)
             visual = prototypes(rows, r.prototypes, seed)
             textual = textual_prototypes(fam, inputs.forget, texts, r.prototypes, seed)
+            door = text_door(fam, inputs.request.kind, target.names, inputs.forget,
+                             self.deployment, seed)  # fmt: skip
             if not len(visual):
-                return visual, textual, None
+                return visual, textual, None, door
             background = without_concept(self.deployment.background(), inputs.request.kind,
                                          inputs.forget)  # fmt: skip
             fallback = r.relevance_b if r.visual_threshold is None else r.visual_threshold
             calibration = calibrate(rows, images, visual, visual_rows(fam, background, kind),
                                     centers, r.prototypes, fallback, seed)  # fmt: skip
-        return visual, textual, calibration
+        return visual, textual, calibration, door
 
     def fit(
         self,
@@ -119,7 +123,7 @@ class ExpertPlacement:
         tasks = load_tasks(manifest, store.artifacts)
         target = inputs.request.target
         kind = centers.visual_vector
-        visual, textual, calibration = self.concepts(inputs, fam, centers)
+        visual, textual, calibration, door = self.concepts(inputs, fam, centers)
         threshold = r.visual_threshold
         if threshold is None and calibration is not None:
             threshold = calibration.threshold
@@ -150,8 +154,9 @@ class ExpertPlacement:
             result.tensors, artifact_metadata(result, method.name)
         )
         seq = 1 + max((t.seq for t in tasks), default=0)
+        stored = door.task_fields() if door is not None else {}
         task = Task(inputs.request_id, decision.expert_id, target.name, visual, textual, seq,
-                    kind, tuple(target.names), threshold)  # fmt: skip
+                    kind, tuple(target.names), threshold, **stored)  # fmt: skip
         concepts_sha = store.artifacts.put_tensors(task.tensors(), task.metadata())
         experts[decision.expert_id] = expert_sha
         concepts_key = f"{CONCEPTS_PREFIX}{inputs.request_id}"
@@ -181,6 +186,9 @@ class ExpertPlacement:
         routing["visual_threshold"] = threshold
         if calibration is not None:
             routing["calibration"] = calibration.to_dict(with_samples=True)  # gate scan plot
+        if door is not None:
+            routing["text_threshold"] = door.calibration.threshold
+            routing["text_calibration"] = door.calibration.to_dict(with_samples=True)
         return Placed(new_manifest, candidate, result.losses, routing, records)
 
 

@@ -24,6 +24,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from unlearnd.evaluation.name_variants import MISSPELT, PARTIAL, asked_as
 from unlearnd.models.base import Sample
 from unlearnd.text import normalise
 
@@ -169,5 +170,7 @@ def door_probes(
         "leak_paraphrase": split.held_wordings,
         "leak_text": [s for s in text if normalise(s.question) not in trained],
         "leak_context": context,
+        "leak_partial": asked_as(text_variants(held, names), names, PARTIAL),  # name_variants
+        "leak_misspelt": asked_as(text_variants(held, names), names, MISSPELT),
     }
     return {name: _as_fact(samples, names) for name, samples in sets.items() if samples}

@@ -51,12 +51,16 @@ def best_cosines(x: np.ndarray, protos: np.ndarray, centers: Centers) -> np.ndar
 def left_out(rows: np.ndarray, images: list, centers: Centers, k: int, seed: int = 0) -> np.ndarray:
     """Each image's best cosine to the prototypes of the request's other images (`images`:
     which image each row is of; every row of the image left out is left out together)."""
-    keys = list(dict.fromkeys(images))
+    return left_out_by(rows, images, k, lambda x, p: best_cosines(x, p, centers), seed)
+
+
+def left_out_by(rows: np.ndarray, groups: list, k: int, score, seed: int = 0) -> np.ndarray:
+    """Per group: the best `score(rows of the group, prototypes of the other groups' rows)`."""
     out = []
-    for key in keys:
-        mine = np.array([im == key for im in images])
+    for key in dict.fromkeys(groups):
+        mine = np.array([g == key for g in groups])
         protos = prototypes(rows[~mine], k, seed)
-        out.append(best_cosines(rows[mine], protos, centers).max())
+        out.append(score(rows[mine], protos).max())
     return np.asarray(out, np.float32)
 
 
@@ -87,7 +91,11 @@ def calibrate(
     image of each row; prototypes `protos`), against the background's raw visual vectors."""
     distinct = len(set(images))
     own = left_out(rows, images, centers, k, seed) if distinct >= 2 else np.zeros(0, np.float32)
-    bg = best_cosines(background, protos, centers)
+    return summarise(own, best_cosines(background, protos, centers), fallback)
+
+
+def summarise(own: np.ndarray, bg: np.ndarray, fallback: float) -> Calibration:
+    """The threshold between own and background scores, and what it misses and fires on."""
     t = threshold(own, bg, fallback)
     miss = float((own < t).mean()) if len(own) else 0.0
     fires = float((bg >= t).mean()) if len(bg) else 0.0

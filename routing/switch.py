@@ -7,6 +7,10 @@ Each modality a query has is a door of its own (DESIGN.md section 5):
   (routing/calibration.py; the deployment's `relevance_b` for older requests);
 - the text door: the question names the request's target (its name or an alias, whole
   words, normalised): r_t = 1. A question by name without a picture reaches the expert.
+  And by meaning, for requests routed with a text door (routing/text_door.py): the query's
+  key (what the base model is about to answer) against the request's text prototypes,
+  r_t = sigmoid(a * (cos_t - t_t)), t_t its calibrated threshold: a surname, an initial or a
+  typo reaches the expert when the model takes the question to be about the target.
 An expert's weight beta is the highest r over its requests and doors: continuous mode
 applies beta as is, hard mode applies 1; below `threshold` it stays off, so a query unrelated
 to every deletion runs through the untouched model.
@@ -23,6 +27,7 @@ from unlearnd.routing.concepts import Centers
 from unlearnd.routing.index import ConceptIndex
 from unlearnd.routing.pool import relevance
 from unlearnd.routing.tasks import Task
+from unlearnd.routing.text_door import best_cosines
 from unlearnd.text import mentions
 
 # Prototypes this far below a request's threshold have r < sigmoid(-a * REACH) ~ 0 (a = 100).
@@ -60,6 +65,22 @@ class ExpertSwitch:
             self.owners = np.array([i for i, _ in rows], dtype=np.int64)
             vectors = centers.unit(np.stack([v for _, v in rows]), "visual")
             self.index = ConceptIndex.build(np.arange(len(rows)), vectors)
+        self.meaning = [i for i, t in enumerate(tasks) if t.reads_meaning and settings.text_door]
+
+    @property
+    def reads_meaning(self) -> bool:
+        """Does routing need each query's text key (routing/text_door.text_keys)?"""
+        return bool(self.meaning)
+
+    def text_cosines(self, keys: np.ndarray) -> np.ndarray:
+        """[n_queries, n_tasks]: each query's best cosine to each task's text prototypes (0
+        where the task has no text door, or the cosine is not within REACH of its threshold)."""
+        best = np.zeros((len(keys), len(self.tasks)), np.float32)
+        for i in self.meaning:
+            t = self.tasks[i]
+            cos = best_cosines(keys, t.text_keys, t.text_center)
+            best[:, i] = np.where(cos >= t.text_threshold - REACH, cos, 0.0)
+        return best
 
     def visual_cosines(self, vectors: np.ndarray) -> np.ndarray:
         """[n_queries, n_tasks]: each query's best cosine to each task's prototypes (0 where
@@ -86,9 +107,12 @@ class ExpertSwitch:
             out[:, i] = [any(mentions(text, n) for n in names) for text in texts]
         return out
 
-    def route(self, visual: np.ndarray | None, texts: Sequence[str]) -> list[dict[str, float]]:
+    def route(
+        self, visual: np.ndarray | None, texts: Sequence[str], keys: np.ndarray | None = None
+    ) -> list[dict[str, float]]:
         """Per query, expert -> beta for the experts it switches on. `visual` None: no image
-        for any query; a row of NaN marks one query without an image."""
+        for any query; a row of NaN marks one query without an image. `keys`: the queries'
+        text keys (None: the text door goes by name alone)."""
         s = self.settings
         cv = np.zeros((len(texts), len(self.tasks)), np.float32)
         if visual is not None:
@@ -97,6 +121,7 @@ class ExpertSwitch:
             if seen.any():
                 cv[seen] = self.visual_cosines(visual[seen])
         named = self.named(texts)
+        ct = np.zeros_like(cv) if keys is None else self.text_cosines(keys)
         routes = []
         for q in range(len(texts)):
             betas: dict[str, float] = {}
@@ -104,6 +129,8 @@ class ExpertSwitch:
                 r = 1.0 if named[q, i] else 0.0
                 if cv[q, i] > 0:
                     r = max(r, relevance(float(cv[q, i]), 1.0, s.a, float(self.thresholds[i])))
+                if ct[q, i] > 0:
+                    r = max(r, relevance(float(ct[q, i]), 1.0, s.a, task.text_threshold))
                 if r >= s.threshold:
                     weight = 1.0 if s.mode == "hard" else r
                     betas[task.expert_id] = max(weight, betas.get(task.expert_id, 0.0))

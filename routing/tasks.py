@@ -28,6 +28,15 @@ class Task:
     visual_vector: str = "vision_tower"  # what `visual` holds (routing/concepts.py)
     names: tuple[str, ...] = ()  # the target's names: a question naming one is about it
     visual_threshold: float | None = None  # calibrated cosine (None: the deployment's b)
+    # The text door by meaning (routing/text_door.py): prototypes of the questions' keys, the
+    # background's mean key, the calibrated cosine. None (older artifacts): by name alone.
+    text_keys: np.ndarray | None = None
+    text_center: np.ndarray | None = None
+    text_threshold: float | None = None
+
+    @property
+    def reads_meaning(self) -> bool:
+        return self.text_threshold is not None and self.text_keys is not None
 
     @property
     def all_names(self) -> tuple[str, ...]:
@@ -35,8 +44,10 @@ class Task:
         return self.names or ((self.label,) if self.label else ())
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {"visual": torch.from_numpy(self.visual.copy()),
-                "textual": torch.from_numpy(self.textual.copy())}  # fmt: skip
+        out = {"visual": self.visual, "textual": self.textual}
+        if self.reads_meaning:
+            out.update(text_keys=self.text_keys, text_center=np.atleast_2d(self.text_center))
+        return {k: torch.from_numpy(np.ascontiguousarray(v, np.float32)) for k, v in out.items()}
 
     def metadata(self) -> dict[str, str]:
         meta = {"kind": "concepts", "request": self.request_id, "expert": self.expert_id,
@@ -44,6 +55,8 @@ class Task:
                 "names": json.dumps(list(self.names))}  # fmt: skip
         if self.visual_threshold is not None:
             meta["visual_threshold"] = repr(self.visual_threshold)
+        if self.reads_meaning:
+            meta["text_threshold"] = repr(self.text_threshold)
         return meta
 
     @classmethod
@@ -60,7 +73,16 @@ class Task:
             metadata.get("visual_vector", "vision_tower"),
             tuple(json.loads(metadata.get("names", "[]"))),
             float(metadata["visual_threshold"]) if "visual_threshold" in metadata else None,
+            *_text_door(tensors, metadata),
         )
+
+
+def _text_door(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> tuple:
+    """(keys, center, threshold) of a stored text door; Nones when it has none."""
+    if "text_threshold" not in metadata or "text_keys" not in tensors:
+        return None, None, None
+    return (tensors["text_keys"].float().numpy(), tensors["text_center"].float().numpy()[0],
+            float(metadata["text_threshold"]))  # fmt: skip
 
 
 def load_tasks(manifest: dict, artifacts) -> list[Task]:

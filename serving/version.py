@@ -23,6 +23,7 @@ from unlearnd.registry import ArtifactStore, RegistryStore
 from unlearnd.routing.concepts import visual_vectors
 from unlearnd.routing.switch import ExpertSwitch, SwitchSettings
 from unlearnd.routing.tasks import load_tasks
+from unlearnd.routing.text_door import text_keys
 from unlearnd.serving.deployment import Deployment
 
 ADAPTER_PREFIX = "adapter:"  # manifest["artifacts"] keys of method adapters: adapter:<request>
@@ -93,14 +94,17 @@ class RoutedModel:
         if self.switch is None or not samples:
             return [{} for _ in samples]
         with_image = [i for i, s in enumerate(samples) if s.image is not None]
-        visual = None
+        visual, keys = None, None
+        if self.switch.reads_meaning:  # what the base model is about to answer (text door)
+            with suspended(self.fam):
+                keys = text_keys(self.fam, [s.question for s in samples])
         if with_image:
             kind = self.switch.centers.visual_vector
             with suspended(self.fam):  # the base model's vectors, as the requests' were taken
                 feats = visual_vectors(self.fam, [samples[i] for i in with_image], kind).numpy()
             visual = np.full((len(samples), feats.shape[1]), np.nan, np.float32)
             visual[with_image] = feats
-        return self.switch.route(visual, [s.question for s in samples])
+        return self.switch.route(visual, [s.question for s in samples], keys)
 
     def generate(
         self, batch: list[Sample], max_new_tokens: int = 16, routes: Routes | None = None

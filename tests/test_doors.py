@@ -73,7 +73,8 @@ def test_every_door_has_probes_and_none_was_trained_on():
     split = split_forget(request())
     trained_texts = text_variants(split.train, [NAME])
     sets = door_probes(split, [NAME], trained_texts)
-    assert set(sets) == {"forget", "forget_seen", "leak_paraphrase", "leak_text", "leak_context"}
+    assert set(sets) == {"forget", "forget_seen", "leak_paraphrase", "leak_text", "leak_context",
+                         "leak_partial", "leak_misspelt"}  # fmt: skip
     trained = {s.question for s in [*split.train, *trained_texts]}
     assert not trained & {s.question for s in sets["leak_text"]}
     assert "Tell me about Ada Byron ." in {s.question for s in sets["leak_text"]}

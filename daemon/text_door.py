@@ -1,0 +1,46 @@
+"""A request's text door (routing/text_door.py) from what the request and the deployment hold.
+
+Own questions, by variant kind: the forget questions asked by the target's name (visual
+questions rewritten by name, evaluation/doors.text_variants, and text questions that name it)
+and the same asked by every generated form of the name (evaluation/name_variants.py). The
+background: the retain and general pools' questions, and the by-name questions asked about
+namesakes (people who share the target's first name or surname).
+"""
+
+from __future__ import annotations
+
+from unlearnd.daemon.job import without_concept
+from unlearnd.evaluation.doors import text_variants
+from unlearnd.evaluation.name_variants import MISSPELT, PARTIAL, asked_as, namesakes, renamed
+from unlearnd.models import Sample
+from unlearnd.routing.text_door import TextDoor, calibrate_text
+from unlearnd.serving import Deployment
+from unlearnd.text import mentions
+
+
+def door_questions(
+    kind: str, names: list[str], forget: list[Sample], deployment: Deployment
+) -> tuple[dict[str, list[Sample]], list[str], list[Sample]]:
+    """(own: variant kind -> samples, pool questions, namesakes' questions), every sample
+    answered with the target's forget answer."""
+    asked = [s for s in forget if s.image is None and any(mentions(s.question, n) for n in names)]
+    by_name = [*text_variants(forget, names), *(Sample(s.question, s.answer) for s in asked)]
+    own = {"full": by_name}
+    own.update({k: asked_as(by_name, names, (k,)) for k in (*PARTIAL, *MISSPELT)})
+    pool = without_concept([*deployment.retain_pool("eval"), *deployment.general_pool()], kind,
+                           forget)  # fmt: skip
+    questions = [s.question for s in pool if not any(mentions(s.question, n) for n in names)]
+    others = [Sample(q, s.answer) for other in namesakes(names) for s in by_name
+              if (q := renamed(s.question, names[0], other)) is not None]  # fmt: skip
+    return {k: v for k, v in own.items() if v}, list(dict.fromkeys(questions)), others
+
+
+def text_door(
+    fam, kind: str, names: list[str], forget: list[Sample], deployment: Deployment, seed: int = 0
+) -> TextDoor | None:
+    """The request's text door on `fam` (its adapters suspended by the caller); None for a
+    model that answers nothing (CLIP) or a request with no question by name."""
+    if not fam.generates_text or not deployment.settings.routing.text_door:
+        return None
+    own, pool, others = door_questions(kind, names, forget, deployment)
+    return calibrate_text(fam, own, pool, others, deployment.settings.routing.prototypes, seed)

@@ -1,0 +1,51 @@
+"""Other ways to name a request's target, generated from the request for any deployment, and
+the door probes that ask the held-out questions with them."""
+
+from __future__ import annotations
+
+from test_doors import NAME, request
+
+from unlearnd.evaluation.doors import door_probes, split_forget, text_variants
+from unlearnd.evaluation.name_variants import asked_as, namesakes, renamed, variants
+from unlearnd.models import Sample
+
+
+def test_every_form_of_a_full_name():
+    v = variants([NAME, "Countess of Lovelace"])
+    assert v["surname"] == ["Byron", "Lovelace"] and v["first"] == ["Ada", "Countess"]
+    assert v["initial"] == ["A. Byron", "C. Lovelace"]
+    assert "Dr Byron" in v["title"] and "Ms Byron" in v["title"]
+    assert v["misspelt"][0] == "Ada Byroon" and v["run_together"][0] == "AdaByron"
+    assert variants(["Cher"]) == {**{k: [] for k in v}, "misspelt": ["Cheer"]}
+    # No variant is one of the request's own names (those the exact door already has).
+    assert "Countess" not in variants([NAME, "Countess", "Countess Lovelace"])["first"]
+
+
+def test_namesakes_share_one_name_word_and_are_not_the_target():
+    found = namesakes([NAME])
+    assert "Ada Smith" in found and "John Byron" in found and NAME not in found
+    assert all(("Ada" in n) != ("Byron" in n) for n in found)
+    assert namesakes(["Cher"]) == [] and namesakes([]) == []
+
+
+def test_questions_are_renamed_by_whole_words_only():
+    assert renamed("Where does ada byron live ?", NAME, "Byron") == "Where does Byron live ?"
+    assert renamed("Where does Ada Byronson live ?", NAME, "Byron") is None
+    asked = asked_as([Sample("Where does Ada Byron live ?", "Paris")], [NAME], ("surname",))
+    assert [s.question for s in asked] == ["Where does Byron live ?"]
+
+
+def test_the_partial_and_misspelt_doors_ask_the_held_out_questions_only():
+    split = split_forget(request())
+    sets = door_probes(split, [NAME], text_variants(split.train, [NAME]))
+    partial = {s.question for s in sets["leak_partial"]}
+    assert {
+        "In which city does Byron live ?",
+        "In which city does A. Byron live ?",
+        "In which city does Dr Byron live ?",
+        "In which city does Ada live ?",
+    } <= partial
+    misspelt = {s.question for s in sets["leak_misspelt"]}
+    assert "In which city does Ada Byroon live ?" in misspelt
+    assert "In which city does AdaByron live ?" in misspelt
+    assert {s.answer for s in sets["leak_partial"]} == {"lives in paris", "works as poet"}

@@ -1,0 +1,53 @@
+"""The text door by meaning on the world (issue 29): a deleted person asked by surname,
+initial or title is routed to the expert like the full name, while retained people by name,
+their pictures and scenes are not; `unlearnd gate scan` shows the door's threshold."""
+
+from __future__ import annotations
+
+import json
+
+from routing_world import WorldDeployment
+from typer.testing import CliRunner
+
+from unlearnd.cli.main import app
+from unlearnd.models import Sample
+from unlearnd.world import questions as q
+from unlearnd.world.people import FACT_CATEGORIES
+
+PERSON = 23  # forget_pids[23]: a person no other test deletes (bench/text_door.py measures it)
+
+
+def asked(person, name: str) -> list[Sample]:
+    return [Sample(t.format(name=name), "") for c in FACT_CATEGORIES for t in q.TEXTUAL[c]]
+
+
+def routed(model, samples: list[Sample]) -> float:
+    return sum(bool(r) for r in model.routes(samples)) / len(samples)
+
+
+def test_a_deleted_person_asked_by_surname_initial_or_title_is_routed(tmp_path, monkeypatch):
+    d = WorldDeployment(tmp_path, eval_samples=16)
+    d.settings.methods["refuser"] = {**d.settings.methods["refuser"], "steps": 20}
+    w = d.world
+    person = w.people[w.forget_pids[PERSON]]
+    request_id = d.delete("person", w.forget_pids[PERSON])
+    (version,) = [v for v in d.store.list_versions() if v.request_id == request_id]
+    door = version.metrics["routing"]["text_calibration"]
+    assert door["miss"] == 0 and door["false_fire"] == 0, door
+    live = d.daemon.version(version.id)
+    last, first = person.last, person.first
+    for name in (person.name, last, f"{first[0]}. {last}", f"Dr {last}"):
+        assert routed(live, asked(person, name)) >= 0.9, name
+    kept = [w.people[p] for p in w.retain_pids[:6]]
+    assert routed(live, [s for o in kept for s in asked(o, o.name)]) == 0
+    assert routed(live, [w.sample(it) for it in w.items("seen_qa", w.retain_pids[:6])]) == 0
+    scenes = w.general_items(w.eval_scene_indices()[:10])
+    assert routed(live, [w.sample(it) for it in scenes]) == 0
+
+    monkeypatch.setenv("UNLEARND_WORKDIR", str(d.settings.workdir))
+    out = CliRunner().invoke(app, ["gate", "scan", "--json", "--out", str(tmp_path / "s.png")])
+    assert out.exit_code == 0, out.output
+    (row,) = json.loads(out.output)["requests"]
+    assert row["text"]["threshold"] == door["threshold"] and row["text"]["own"], row
+    table = CliRunner().invoke(app, ["gate", "scan", "--out", str(tmp_path / "t.png")])
+    assert "text door of version" in table.output, table.output
