@@ -337,7 +337,7 @@ def test_openai_chat_completions_with_an_image(server, tmp_path):
     )
 
     for change, status, needle in [
-        ({"stream": True}, 400, "stream"),
+        ({"stream": True}, 422, "stream"),
         ({"model": "nope"}, 404, "no such alias"),
         ({"messages": [{"role": "system", "content": "hi"}]}, 422, "no user message"),
         (
@@ -346,7 +346,11 @@ def test_openai_chat_completions_with_an_image(server, tmp_path):
                     {
                         "role": "user",
                         "content": [
-                            {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+                            {"type": "text", "text": "who ?"},
+                            {
+                                "type": "image_url",
+                                "image_url": {"url": "https://example.com/a.png"},
+                            },
                         ],
                     }
                 ]

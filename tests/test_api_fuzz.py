@@ -5,6 +5,7 @@ rejected, a schema-invalid one accepted, a response off its schema) fails the te
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,4 +47,5 @@ def test_schemathesis_finds_nothing(fuzzed_server):
     result = schemathesis_run(fuzzed_server.url, "--seed", "1", "--max-examples", "10")
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-8000:] + fuzzed_server.output()
-    assert "No issues found" in out, out[-3000:]
+    generated = re.search(r"(\d+) generated, (\d+) passed", out)
+    assert generated and generated[1] == generated[2] and int(generated[1]) > 500, out[-3000:]
