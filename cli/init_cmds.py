@@ -72,6 +72,25 @@ def check_model_folder(folder: Path) -> str:
     return family
 
 
+def _register_base(settings: Settings) -> int | None:
+    """The base model as version 1, live, so every command names a version from the start
+    (what `serve` does at its first start; loads the weights once to fingerprint them). A
+    registry that cannot be reached now (a PostgreSQL not up yet) leaves it to `serve`."""
+    from unlearnd.daemon.unlearn import UnlearningPipeline
+    from unlearnd.registry import open_registry
+
+    try:
+        store = open_registry(settings)
+    except Exception as e:  # noqa: BLE001 - any registry failure: serve registers it later
+        typer.echo(f"note: the base model is registered at the first `serve` ({e})", err=True)
+        return None
+    try:
+        UnlearningPipeline(settings).prepare(store)
+        return store.get_alias("live")
+    finally:
+        store.close()
+
+
 def _toml_key(key: str) -> str:
     return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
 
@@ -291,6 +310,7 @@ def init(
         "model": str(model_dir),
         "family": family,
         "workdir": str(loaded.workdir),
+        "version": _register_base(loaded),
         "overridden_by_environment": _overriding_env(bool(explicit)),
     }
     if as_json:
@@ -298,6 +318,8 @@ def init(
     else:
         typer.echo(f"wrote {target}: serves the {family} model in {model_dir}")
         typer.echo(f"work dir: {loaded.workdir}")
+        if data["version"] is not None:
+            typer.echo(f"the base model is version {data['version']} (live)")
     if data["overridden_by_environment"]:
         names = ", ".join(data["overridden_by_environment"])
         typer.echo(f"warning: set in the environment, these win over {target}: {names}", err=True)

@@ -141,3 +141,22 @@ def test_text_only_pools_centre_a_llava_deployment_without_images(tmp_path):
     assert centers.visual is None and centers.textual.ndim == 1
     with pytest.raises(ValueError, match="no images to centre the image door on"):
         centers.unit(centers.textual, "visual")
+
+
+def test_init_serves_a_causal_lm_with_text_only_pools_and_registers_the_base(tmp_path):
+    from typer.testing import CliRunner
+
+    from unlearnd.cli.main import app
+
+    model = tiny_lm(tmp_path / "lm", text_layers=1)
+    pool = write_pool(tmp_path / "pools", RETAIN)  # text rows: no image key
+    runner = CliRunner()
+    out = runner.invoke(app, ["init", "--model", str(model), "--retain-pool", str(pool),
+                              "--eval-samples", "4", "--json"], catch_exceptions=False)  # fmt: skip
+    assert out.exit_code == 0, out.output
+    shown = json.loads(out.stdout)
+    assert shown["family"] == "causal_lm" and shown["version"] == 1
+    # Before any `serve`, answers name the live version: the base.
+    said = runner.invoke(app, ["generate", "-p", "where does ada byron live ?", "--json"])
+    assert said.exit_code == 0, said.output
+    assert json.loads(said.stdout)["version"] == 1

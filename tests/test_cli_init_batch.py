@@ -44,9 +44,10 @@ def test_init_writes_a_config_that_commands_find_in_the_folder(vlm_project):
     text = (vlm_project / "unlearnd.toml").read_text()
     assert "# [routing]" in text and "# gate = " in text  # ... listed for the reader
 
-    out = run("versions", "--json")
+    out = run("versions", "--json")  # init registered the base model: version 1, live
     assert out.exit_code == 0, out.output
-    assert json.loads(out.stdout) == []
+    (base,) = json.loads(out.stdout)
+    assert base["id"] == 1 and base["kind"] == "base"
     assert (vlm_project / "unlearnd-data" / "registry.db").is_file()
 
 
@@ -133,7 +134,7 @@ def test_generate_batch_equals_single_calls_in_order(vlm_project, monkeypatch):
         expected = json.loads(single.stdout)
         assert row["text"] == expected["text"] and row["text"]
         assert row["routing"] == expected["routing"]
-        assert row["prompt"] == line["prompt"] and row["version"] is None
+        assert row["prompt"] == line["prompt"] and row["version"] == 1  # the base
     assert rows[0]["text"] != rows[2]["text"]  # two people: answers are per input
 
     plain = run("generate", "--batch", "q.jsonl", "--max-new-tokens", "12")
