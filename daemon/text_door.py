@@ -13,7 +13,7 @@ from unlearnd.daemon.job import without_concept
 from unlearnd.evaluation.doors import text_variants
 from unlearnd.evaluation.name_variants import MISSPELT, PARTIAL, asked_as, namesakes, renamed
 from unlearnd.models import Sample
-from unlearnd.routing.text_door import KEY, TextDoor, calibrate_text
+from unlearnd.routing.text_door import TextDoor, calibrate_text
 from unlearnd.serving import Deployment
 from unlearnd.text import mentions
 
@@ -42,12 +42,13 @@ def text_door(
     forget: list[Sample],
     deployment: Deployment,
     seed: int = 0,
-    key: str = KEY,
+    key: str | None = None,
 ) -> TextDoor | None:
-    """The request's text door on `fam` (its adapters suspended by the caller) by `key`; None
-    for a model that answers nothing (CLIP) or a request with no question by name."""
-    if not fam.generates_text or not deployment.settings.routing.text_door:
+    """The request's text door on `fam` (its adapters suspended by the caller) by `key` (None:
+    the deployment's `routing.text_key`); None for a model that answers nothing (CLIP) or a
+    request with no question by name."""
+    r = deployment.settings.routing
+    if not fam.generates_text or not r.text_door:
         return None
     own, pool, others = door_questions(kind, names, forget, deployment)
-    k = deployment.settings.routing.prototypes
-    return calibrate_text(fam, own, pool, others, k, seed, key)
+    return calibrate_text(fam, own, pool, others, r.prototypes, seed, key or r.text_key)

@@ -1,14 +1,15 @@
 """The text door by meaning: is a question about a routed request's target, to the served model?
 
 Users name a target by surname, initial, title or a typo; the exact name is one signal among
-others (routing/switch.py keeps it). The key of a question (no image) is the base model's
-hidden state where its answer starts, after the middle block of its language model
-(`prompt_state`): what the model has gathered about the question before it answers. Chosen by
-measurement (bench/text_door.py, README): on SmolLM2-135M-Instruct the first answer token
-("The", "I") says little and `answer_distribution` (the older key, still read from the
-artifacts that stored it) refused retained entities and general questions, while the middle
-state refused none; on the world the middle state routed surname, initial and title
-questions more often than the last block's state or either key averaged over the prompt.
+others (routing/switch.py keeps it). The key of a question (no image), `routing.text_key`:
+- `prompt_state` (default): the base model's hidden state where its answer starts, after the
+  middle block of its language model: what it has gathered about the question. On
+  SmolLM2-135M-Instruct it refused no retained, neighbouring or general question, where the
+  first answer token ("The", "I") says little;
+- `answer_distribution`: its distribution over the answer's first token. On the world model
+  every answer about a person starts with the person's name, so it says whom the question is
+  about; it refuses fewer namesakes there than the middle state (README, bench/text_door.py).
+Each stored door names its key (`TextDoor.key`; older artifacts: `answer_distribution`).
 
 A request's door is stored with its task: prototypes of the keys of its questions asked by
 name and by generated variants (evaluation/name_variants.py), the background's mean key they
@@ -30,7 +31,7 @@ from unlearnd.routing.calibration import Calibration, left_out_by, summarise
 from unlearnd.routing.concepts import BATCH, prototypes, still_said, unit_rows
 
 KEYS = ("prompt_state", "answer_distribution")
-KEY = "prompt_state"  # what new requests store; a stored door names its own (`TextDoor.key`)
+KEY = "prompt_state"  # routing.text_key's default
 NO_DOOR = 1.0  # the threshold of a request with one variant kind: nothing to calibrate on
 
 
