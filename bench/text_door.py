@@ -11,6 +11,9 @@ as the parent answers them, and routed at all: target <= 2%). Cost: routing a qu
 its text key) as a share of generating its answer, timed on the same questions.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/text_door.py [--people 3] [--out FILE]
+
+With `--model DIR` (a user's folder, e.g. SmolLM2's): routing per door on real entities
+instead (bench/text_door_model.py), results in bench/results/text_door_<folder>.json.
 """
 
 from __future__ import annotations
@@ -25,11 +28,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import text_door_model  # noqa: E402
 from routing_world import WorldDeployment  # noqa: E402
 
 from unlearnd.evaluation import metrics  # noqa: E402
 from unlearnd.evaluation.name_variants import variants  # noqa: E402
 from unlearnd.models import Sample  # noqa: E402
+from unlearnd.routing.text_door import KEY, KEYS  # noqa: E402
 from unlearnd.serving import Deployment, load_version  # noqa: E402
 from unlearnd.serving.providers import set_default_provider  # noqa: E402
 from unlearnd.world import questions as q  # noqa: E402
@@ -58,9 +64,18 @@ def routed(model, samples: list[Sample]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--people", type=int, default=3)
-    ap.add_argument("--out", default="bench/results/text_door.json")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--model", default=None, help="a model folder: routing on real entities")
+    ap.add_argument("--key", default=KEY, choices=KEYS, help="the text key (--model only)")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/unlearnd-text-door"))
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.model:
+        name = Path(args.model).name
+        out = args.out or f"bench/results/text_door_{name}.json"
+        text_door_model.run(args.model, args.key, Path(out), args.work / name)
+        return
+    args.out = args.out or "bench/results/text_door.json"
     d = WorldDeployment(Path(tempfile.mkdtemp()), eval_samples=32)
     w = d.world
     pids = w.forget_pids[FIRST : FIRST + args.people]

@@ -95,6 +95,11 @@ class RoutingSettings(_Section):
     # features, or the language model's state where its answer starts (object classes drawn
     # in many styles: bench/pacs.py). Changing it needs a deployment without routed requests.
     visual_vector: Literal["vision_tower", "answer_distribution"] = "vision_tower"
+    # The text door's key of a question (routing/text_door.py): the prompt's middle-block
+    # state (a chat model's first answer token says little), or the first-token answer
+    # distribution (fewer namesakes refused on a model whose answers start with the name).
+    # New requests only: each stored door keeps the key it was built on.
+    text_key: Literal["prompt_state", "answer_distribution"] = "prompt_state"
 
 
 class PromotionSettings(_Section):

@@ -56,7 +56,8 @@ def scan(settings: Settings, store: RegistryStore, version_id: int | None) -> di
                         "background": now.background})  # fmt: skip
         if task.reads_meaning:
             with suspended(fam):
-                door = text_door(fam, request.kind, list(task.all_names), forget, deployment)
+                door = text_door(fam, request.kind, list(task.all_names), forget, deployment,
+                                 key=task.text_key)  # fmt: skip
             if door is not None:
                 c = door.calibration
                 row["text"] = {

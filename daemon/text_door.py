@@ -36,11 +36,19 @@ def door_questions(
 
 
 def text_door(
-    fam, kind: str, names: list[str], forget: list[Sample], deployment: Deployment, seed: int = 0
+    fam,
+    kind: str,
+    names: list[str],
+    forget: list[Sample],
+    deployment: Deployment,
+    seed: int = 0,
+    key: str | None = None,
 ) -> TextDoor | None:
-    """The request's text door on `fam` (its adapters suspended by the caller); None for a
-    model that answers nothing (CLIP) or a request with no question by name."""
-    if not fam.generates_text or not deployment.settings.routing.text_door:
+    """The request's text door on `fam` (its adapters suspended by the caller) by `key` (None:
+    the deployment's `routing.text_key`); None for a model that answers nothing (CLIP) or a
+    request with no question by name."""
+    r = deployment.settings.routing
+    if not fam.generates_text or not r.text_door:
         return None
     own, pool, others = door_questions(kind, names, forget, deployment)
-    return calibrate_text(fam, own, pool, others, deployment.settings.routing.prototypes, seed)
+    return calibrate_text(fam, own, pool, others, r.prototypes, seed, key or r.text_key)

@@ -236,6 +236,18 @@ class GenerativeFamily(ModelFamily):
         return self._forward(enc).logits[:, -1].float().softmax(-1).cpu()
 
     @torch.no_grad()
+    def prompt_states(self, batch: list[Sample], layer: int, pool: str = "last") -> torch.Tensor:
+        """The language model's hidden states of the prompt after block `layer` (0: the
+        embeddings, -1: the last block, normed), at the position the answer starts from
+        (`pool` "last") or averaged over the prompt's tokens ("mean"): [B, D], float32."""
+        enc = self.encode(batch, with_answer=False, left_pad=True)
+        hidden = self._forward(enc, output_hidden_states=True).hidden_states[layer]
+        if pool == "last":  # left-padded: the last column
+            return hidden[:, -1].float().cpu()
+        m = enc.attention_mask[..., None].to(hidden.dtype)
+        return ((hidden * m).sum(1) / m.sum(1).clamp(min=1)).float().cpu()
+
+    @torch.no_grad()
     def text_embedding(self, texts: list[str]) -> torch.Tensor:
         """Mean of the language model's last hidden states over the text's tokens."""
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)

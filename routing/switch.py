@@ -72,13 +72,19 @@ class ExpertSwitch:
         """Does routing need each query's text key (routing/text_door.text_keys)?"""
         return bool(self.meaning)
 
-    def text_cosines(self, keys: np.ndarray) -> np.ndarray:
-        """[n_queries, n_tasks]: each query's best cosine to each task's text prototypes (0
-        where the task has no text door, or the cosine is not within REACH of its threshold)."""
-        best = np.zeros((len(keys), len(self.tasks)), np.float32)
+    @property
+    def text_key_kinds(self) -> list[str]:
+        """The kinds of text key the requests' doors were built on (each stored its own)."""
+        return list(dict.fromkeys(self.tasks[i].text_key for i in self.meaning))
+
+    def text_cosines(self, keys: dict[str, np.ndarray], n: int) -> np.ndarray:
+        """[n queries, n_tasks]: each query's best cosine to each task's text prototypes (0
+        where the task has no text door, or the cosine is not within REACH of its threshold).
+        `keys`: kind -> the queries' keys of that kind."""
+        best = np.zeros((n, len(self.tasks)), np.float32)
         for i in self.meaning:
             t = self.tasks[i]
-            cos = best_cosines(keys, t.text_keys, t.text_center)
+            cos = best_cosines(keys[t.text_key], t.text_keys, t.text_center)
             best[:, i] = np.where(cos >= t.text_threshold - REACH, cos, 0.0)
         return best
 
@@ -108,11 +114,14 @@ class ExpertSwitch:
         return out
 
     def route(
-        self, visual: np.ndarray | None, texts: Sequence[str], keys: np.ndarray | None = None
+        self,
+        visual: np.ndarray | None,
+        texts: Sequence[str],
+        keys: dict[str, np.ndarray] | None = None,
     ) -> list[dict[str, float]]:
         """Per query, expert -> beta for the experts it switches on. `visual` None: no image
-        for any query; a row of NaN marks one query without an image. `keys`: the queries'
-        text keys (None: the text door goes by name alone)."""
+        for any query; a row of NaN marks one query without an image. `keys`: kind -> the
+        queries' text keys, every kind of `text_key_kinds` (None: by name alone)."""
         s = self.settings
         cv = np.zeros((len(texts), len(self.tasks)), np.float32)
         if visual is not None:
@@ -121,7 +130,7 @@ class ExpertSwitch:
             if seen.any():
                 cv[seen] = self.visual_cosines(visual[seen])
         named = self.named(texts)
-        ct = np.zeros_like(cv) if keys is None else self.text_cosines(keys)
+        ct = np.zeros_like(cv) if keys is None else self.text_cosines(keys, len(texts))
         routes = []
         for q in range(len(texts)):
             betas: dict[str, float] = {}

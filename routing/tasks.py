@@ -33,6 +33,7 @@ class Task:
     text_keys: np.ndarray | None = None
     text_center: np.ndarray | None = None
     text_threshold: float | None = None
+    text_key: str = "answer_distribution"  # what `text_keys` hold (older artifacts: this)
 
     @property
     def reads_meaning(self) -> bool:
@@ -56,7 +57,7 @@ class Task:
         if self.visual_threshold is not None:
             meta["visual_threshold"] = repr(self.visual_threshold)
         if self.reads_meaning:
-            meta["text_threshold"] = repr(self.text_threshold)
+            meta.update(text_threshold=repr(self.text_threshold), text_key=self.text_key)
         return meta
 
     @classmethod
@@ -78,11 +79,12 @@ class Task:
 
 
 def _text_door(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> tuple:
-    """(keys, center, threshold) of a stored text door; Nones when it has none."""
+    """(keys, center, threshold, key) of a stored text door; Nones when it has none."""
     if "text_threshold" not in metadata or "text_keys" not in tensors:
         return None, None, None
     return (tensors["text_keys"].float().numpy(), tensors["text_center"].float().numpy()[0],
-            float(metadata["text_threshold"]))  # fmt: skip
+            float(metadata["text_threshold"]),
+            metadata.get("text_key", "answer_distribution"))  # fmt: skip
 
 
 def load_tasks(manifest: dict, artifacts) -> list[Task]:

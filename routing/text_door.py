@@ -1,12 +1,15 @@
 """The text door by meaning: is a question about a routed request's target, to the served model?
 
 Users name a target by surname, initial, title or a typo; the exact name is one signal among
-others (routing/switch.py keeps it). The key of a question is what the base model is about to
-answer to it, with no image: its distribution over the answer's first token
-(`fam.answer_distribution`). On the world model every question about a person starts its
-answer with that person's name, whatever the category or the form of the name, so the key
-says whom the model takes the question to be about (a question by surname alone keys like one
-by full name; one by a namesake's full name keys like the namesake).
+others (routing/switch.py keeps it). The key of a question (no image), `routing.text_key`:
+- `prompt_state` (default): the base model's hidden state where its answer starts, after the
+  middle block of its language model: what it has gathered about the question. On
+  SmolLM2-135M-Instruct it refused no retained, neighbouring or general question, where the
+  first answer token ("The", "I") says little;
+- `answer_distribution`: its distribution over the answer's first token. On the world model
+  every answer about a person starts with the person's name, so it says whom the question is
+  about; it refuses fewer namesakes there than the middle state (README, bench/text_door.py).
+Each stored door names its key (`TextDoor.key`; older artifacts: `answer_distribution`).
 
 A request's door is stored with its task: prototypes of the keys of its questions asked by
 name and by generated variants (evaluation/name_variants.py), the background's mean key they
@@ -27,6 +30,8 @@ from unlearnd.models.base import ModelFamily, Sample
 from unlearnd.routing.calibration import Calibration, left_out_by, summarise
 from unlearnd.routing.concepts import BATCH, prototypes, still_said, unit_rows
 
+KEYS = ("prompt_state", "answer_distribution")
+KEY = "prompt_state"  # routing.text_key's default
 NO_DOOR = 1.0  # the threshold of a request with one variant kind: nothing to calibrate on
 
 
@@ -35,18 +40,26 @@ class TextDoor:
     keys: np.ndarray  # [k, V] raw prototypes
     center: np.ndarray  # [V] the background's mean key
     calibration: Calibration
+    key: str = KEY
 
     def task_fields(self) -> dict:
         """What a Task stores of it (routing/tasks.py)."""
         return {"text_keys": self.keys, "text_center": self.center,
-                "text_threshold": self.calibration.threshold}  # fmt: skip
+                "text_threshold": self.calibration.threshold, "text_key": self.key}  # fmt: skip
+
+
+def _key_batch(fam: ModelFamily, batch: list[Sample], key: str) -> torch.Tensor:
+    if key == "answer_distribution":
+        return fam.answer_distribution(batch)
+    if key == "prompt_state":
+        return fam.prompt_states(batch, len(fam.language_model().layers) // 2)
+    raise ValueError(f"text key must be one of {KEYS}, not {key!r}")
 
 
 @torch.no_grad()
-def text_keys(fam: ModelFamily, questions: Sequence[str]) -> np.ndarray:
-    """[n, V]: each question's key (the base model's answer distribution, no image); call
-    with the adapters suspended."""
-    parts = [fam.answer_distribution([Sample(q, "") for q in questions[i : i + BATCH]])
+def text_keys(fam: ModelFamily, questions: Sequence[str], key: str = KEY) -> np.ndarray:
+    """[n, D]: each question's key (no image); call with the adapters suspended."""
+    parts = [_key_batch(fam, [Sample(q, "") for q in questions[i : i + BATCH]], key)
              for i in range(0, len(questions), BATCH)]  # fmt: skip
     return torch.cat(parts).numpy() if parts else np.zeros((0, 0), np.float32)
 
@@ -66,6 +79,7 @@ def calibrate_text(
     others: Sequence[Sample],
     k: int,
     seed: int = 0,
+    key: str = KEY,
 ) -> TextDoor | None:
     """A request's text door. `own`: variant kind -> the request's questions asked that way,
     answered as the target's forget answer; `pool`: the deployment's questions (the centre
@@ -78,18 +92,21 @@ def calibrate_text(
     if not samples or not pool:
         return None
     groups = [kind for kind in own for _ in own[kind]]
-    rows = text_keys(fam, [s.question for s in samples])
-    said = still_said(fam, [Sample(s.question, s.answer) for s in samples], rows)
+    asked = [s.question for s in samples]
+    rows = text_keys(fam, asked, key)
+    dist = rows if key == "answer_distribution" else text_keys(fam, asked, "answer_distribution")
+    said = still_said(fam, [Sample(s.question, s.answer) for s in samples], dist)
     if said.any():
         rows, groups = rows[said], [g for g, ok in zip(groups, said, strict=True) if ok]
-    pool_rows = text_keys(fam, list(pool))
+    pool_rows = text_keys(fam, list(pool), key)
     center = pool_rows.mean(0)
     background = pool_rows
     if others:  # those the model answers as the target are the target to it: not background
-        other_rows = text_keys(fam, [s.question for s in others])
-        other_rows = other_rows[~still_said(fam, others, other_rows)]
+        other_rows = text_keys(fam, [s.question for s in others], key)
+        dist = text_keys(fam, [s.question for s in others], "answer_distribution")
+        other_rows = other_rows[~still_said(fam, others, dist)]
         background = np.concatenate([pool_rows, other_rows])
     protos = prototypes(rows, 4 * k, seed)
     score = lambda x, p: best_cosines(x, p, center)  # noqa: E731
     left = left_out_by(rows, groups, 4 * k, score, seed) if len(set(groups)) >= 2 else rows[:0, 0]
-    return TextDoor(protos, center, summarise(left, score(background, protos), NO_DOOR))
+    return TextDoor(protos, center, summarise(left, score(background, protos), NO_DOOR), key)

@@ -95,9 +95,10 @@ class RoutedModel:
             return [{} for _ in samples]
         with_image = [i for i, s in enumerate(samples) if s.image is not None]
         visual, keys = None, None
-        if self.switch.reads_meaning:  # what the base model is about to answer (text door)
+        if self.switch.reads_meaning:  # the text door: the base model's keys of each question
             with suspended(self.fam):
-                keys = text_keys(self.fam, [s.question for s in samples])
+                keys = {kind: text_keys(self.fam, [s.question for s in samples], kind)
+                        for kind in self.switch.text_key_kinds}  # fmt: skip
         if with_image:
             kind = self.switch.centers.visual_vector
             with suspended(self.fam):  # the base model's vectors, as the requests' were taken

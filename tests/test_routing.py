@@ -90,13 +90,15 @@ def test_the_text_door_turns_an_expert_on_for_a_question_naming_its_target():
 
 def test_the_text_door_by_meaning_fires_above_the_requests_own_threshold():
     _, keys = concept(1)
-    door = {"text_keys": keys, "text_center": np.zeros(DIM, np.float32), "text_threshold": 0.9}
+    door = {"text_keys": keys, "text_center": np.zeros(DIM, np.float32), "text_threshold": 0.9,
+            "text_key": "prompt_state"}  # fmt: skip
     meant = Task("r1", "e1", "Ada Byron", *concept(1), seq=1, names=("Ada Byron",), **door)
     gate = ExpertSwitch([meant], CENTERS, SwitchSettings(b=0.6, mode="hard"))
     near = keys[:1] + RNG.normal(scale=0.05, size=(1, DIM)).astype(np.float32)
     far = concept(2)[1][:1]
     asked = ["Where does Byron live ?", "Where does Grace live ?", "Where does Ada Byron live ?"]
-    assert gate.route(None, asked, np.concatenate([near, far, far])) == [
+    assert gate.text_key_kinds == ["prompt_state"]
+    assert gate.route(None, asked, {"prompt_state": np.concatenate([near, far, far])}) == [
         {"e1": 1.0},
         {},
         {"e1": 1.0},
@@ -104,11 +106,16 @@ def test_the_text_door_by_meaning_fires_above_the_requests_own_threshold():
     assert gate.route(None, asked) == [{}, {}, {"e1": 1.0}]  # no keys: by name alone
     back = Task.from_artifact(meant.tensors(), meant.metadata())
     assert back.text_threshold == 0.9 and np.array_equal(back.text_keys, keys)
+    assert back.text_key == "prompt_state"
+    # A door stored before its key was named was built on answer distributions: read so.
+    unnamed = {k: v for k, v in meant.metadata().items() if k != "text_key"}
+    assert Task.from_artifact(meant.tensors(), unnamed).text_key == "answer_distribution"
     # An artifact stored before the door (no threshold) and a closed text door: by name alone.
     older = {k: v for k, v in meant.metadata().items() if k != "text_threshold"}
     assert not Task.from_artifact(meant.tensors(), older).reads_meaning
     closed = ExpertSwitch([meant], CENTERS, SwitchSettings(b=0.6, text_door=False))
-    assert not closed.reads_meaning and closed.route(None, asked[:1], near) == [{}]
+    assert not closed.reads_meaning
+    assert closed.route(None, asked[:1], {"prompt_state": near}) == [{}]
 
 
 def test_every_routed_request_can_fire_however_many_there_are():
