@@ -28,7 +28,7 @@ from unlearnd.routing.index import ConceptIndex
 from unlearnd.routing.pool import relevance
 from unlearnd.routing.tasks import Task
 from unlearnd.routing.text_door import best_cosines
-from unlearnd.text import mentions
+from unlearnd.text import mentions, mentions_nearly
 
 # Prototypes this far below a request's threshold have r < sigmoid(-a * REACH) ~ 0 (a = 100).
 REACH = 0.2
@@ -110,7 +110,11 @@ class ExpertSwitch:
             return out
         for i, task in enumerate(self.tasks):
             names = task.all_names
-            out[:, i] = [any(mentions(text, n) for n in names) for text in texts]
+            # A request with a door by meaning also takes its names with one typo or run
+            # together: one edit cannot move the model's state far, but it can the key.
+            near = task.reads_meaning
+            out[:, i] = [any(mentions(text, n) or (near and mentions_nearly(text, n))
+                             for n in names) for text in texts]  # fmt: skip
         return out
 
     def route(

@@ -49,3 +49,21 @@ def test_the_partial_and_misspelt_doors_ask_the_held_out_questions_only():
     assert "In which city does Ada Byroon live ?" in misspelt
     assert "In which city does AdaByron live ?" in misspelt
     assert {s.answer for s in sets["leak_partial"]} == {"lives in paris", "works as poet"}
+
+
+def test_a_name_with_one_typo_or_run_together_is_still_the_name():
+    from unlearnd.text import mentions_nearly
+
+    for question in ("Who was Albert Einstien?", "What is Albert Eintein famous for?",
+                     "What is AlbertEinstein famous for?", "Who is Hary Potter's enemy?",
+                     "Where is the Eifel Tower?", "Where is the EiffelTowr?"):  # fmt: skip
+        name = next(n for n in ("Albert Einstein", "Harry Potter", "Eiffel Tower")
+                    if n.split()[-1][:3].lower() in question.lower())  # fmt: skip
+        assert mentions_nearly(question, name), question
+    # Other people and places that share a word, and short words, are not the name.
+    for question, name in (("Who is Albert Camus?", "Albert Einstein"),
+                           ("Who is Beatrix Potter?", "Harry Potter"),
+                           ("Where is the Tower of London?", "Eiffel Tower"),
+                           ("Where does Ida Byron live?", "Ada Byron"),
+                           ("Who was Albert Einstein?", "Albert Einstein")):  # fmt: skip
+        assert not mentions_nearly(question, name), question
