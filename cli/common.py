@@ -42,6 +42,49 @@ def settings(ctx: typer.Context) -> Settings:
     return obj["settings"]
 
 
+def registry_path(s: Settings):
+    """The SQLite file of the deployment's registry (None for a server database)."""
+    from pathlib import Path
+
+    return Path(s.db_url.removeprefix("sqlite:///")) if s.db_url.startswith("sqlite:///") else None
+
+
+def existing_store(ctx: typer.Context, *, required: bool = True):
+    """The deployment's registry for a command that reads it. Where it does not exist yet, the
+    command creates nothing: it fails saying so (`required`), or gets None (the base model)."""
+    from unlearnd.registry import open_store
+
+    s = settings(ctx)
+    path = registry_path(s)
+    if path is not None and not path.is_file():
+        if required:
+            why = "nothing recorded yet; `unlearnd serve` creates it, or give --config"
+            fail(f"no registry here: {path} does not exist ({why})", EXIT_NOT_FOUND)
+        return None
+    try:
+        return open_store(s.db_url, s.artifacts, max_attempts=s.daemon.max_attempts)
+    except Exception as e:  # noqa: BLE001 - unreachable server, bad URL: say so, no traceback
+        fail(f"cannot open the registry at {s.db_url.split('@')[-1]}: {e}")
+
+
+def chosen_version(store: Any, version: str | None) -> int | None:
+    """A version given as an id or an alias (default: live); None = the base model, where
+    there is no registry or no live version yet."""
+    if version is None:
+        return store.get_alias("live") if store is not None else None
+    chosen = int(version) if version.isdigit() else None
+    if store is None:
+        fail(f"unknown version {version!r}: there is no registry here yet", EXIT_NOT_FOUND)
+    if chosen is None:
+        chosen = store.get_alias(version)
+    if chosen is None:
+        fail(f"unknown alias or version {version!r}", EXIT_NOT_FOUND)
+    return chosen
+
+
+VERSION_HELP = "A version id or an alias (default: live)."
+
+
 def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str, sort_keys=False))
 

@@ -12,6 +12,7 @@ from unlearnd.cli.common import (
     EXIT_NOT_FOUND,
     EXIT_USAGE,
     console,
+    existing_store,
     fail,
     print_json,
     print_mapping,
@@ -78,9 +79,7 @@ def submit(
 
 
 def _store(ctx: typer.Context):
-    from unlearnd.registry import open_registry
-
-    return open_registry(settings(ctx))
+    return existing_store(ctx)
 
 
 def _record(rec) -> dict:

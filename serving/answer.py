@@ -25,7 +25,7 @@ class Answer:
 
 
 class ServedVersion:
-    def __init__(self, deployment: Deployment, store: RegistryStore, version_id: int | None):
+    def __init__(self, deployment: Deployment, store: RegistryStore | None, version_id: int | None):
         self.version_id = version_id
         self.model = load_version(deployment, store, version_id)
 

@@ -44,10 +44,9 @@ def test_init_writes_a_config_that_commands_find_in_the_folder(vlm_project):
     text = (vlm_project / "unlearnd.toml").read_text()
     assert "# [routing]" in text and "# gate = " in text  # ... listed for the reader
 
-    out = run("versions", "--json")
-    assert out.exit_code == 0, out.output
-    assert json.loads(out.stdout) == []
-    assert (vlm_project / "unlearnd-data" / "registry.db").is_file()
+    out = run("versions", "--json")  # found the file: its workdir, no registry yet
+    assert out.exit_code == 4 and str(vlm_project / "unlearnd-data") in out.stderr
+    assert not (vlm_project / "unlearnd-data").exists()  # a read created nothing
 
 
 def test_init_refuses_to_overwrite_without_force(vlm_project):
