@@ -17,6 +17,7 @@ from unlearnd.api import (
     routes_registry,
     routes_requests,
 )
+from unlearnd.api.body_cap import BodyCap
 from unlearnd.api.state import ApiState
 from unlearnd.config import Settings
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.api = api
     app.state.metrics = prometheus.build_registry(api)
     errors.install(app)
+    app.add_middleware(BodyCap, limit=settings.api.max_body_bytes)
     for module in (routes_requests, routes_registry, routes_export, routes_model, routes_openai,
                    prometheus):  # fmt: skip
         app.include_router(module.router)

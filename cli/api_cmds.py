@@ -7,7 +7,7 @@ import logging
 
 import typer
 
-from unlearnd.cli.common import settings
+from unlearnd.cli.common import EXIT_CONFIG, fail, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -29,6 +29,12 @@ def api(
     port: int = typer.Option(
         None, "--port", min=1, max=65535, help="Port (default: api.port, 8470)."
     ),
+    insecure_no_token: bool = typer.Option(
+        False,
+        "--insecure-no-token",
+        help="Bind a non-loopback address without api.token: /generate and the chat API "
+        "answer anyone who reaches it.",
+    ),
 ) -> None:
     """Serve the HTTP API until SIGTERM / Ctrl-C (OpenAPI schema at /docs and /openapi.json)."""
     import uvicorn
@@ -39,6 +45,10 @@ def api(
     s = settings(ctx)
     host = host or s.api.host
     port = port or s.api.port
+    if not _loopback(host) and not s.api.token and not insecure_no_token:
+        fail(f"refusing to listen on {host} without api.token: anyone who reaches it could ask "
+             "the model; set [api] token (or UNLEARND_API__TOKEN), bind 127.0.0.1, or pass "
+             "--insecure-no-token", EXIT_CONFIG)  # fmt: skip
     setup_logging(s.log_format, s.log_level)
     log = logging.getLogger("unlearnd.api")
     if not s.api.token:

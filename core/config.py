@@ -128,6 +128,8 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8470, ge=1, le=65535)
     token: str = ""  # bearer token for write endpoints; "" = writes refused
+    # Largest body of /generate, /classify and the chat API (a base64 image: 4/3 its bytes).
+    max_body_bytes: int = Field(30_000_000, gt=0)
 
 
 class Settings(_Section):
