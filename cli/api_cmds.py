@@ -7,7 +7,16 @@ import logging
 
 import typer
 
-from unlearnd.cli.common import EXIT_CONFIG, fail, settings
+from unlearnd.cli.common import (
+    EXIT_CONFIG,
+    THREADS_HELP,
+    existing_store,
+    fail,
+    served_deployment,
+    serving_line,
+    settings,
+    use_threads,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -35,6 +44,7 @@ def api(
         help="Bind a non-loopback address without api.token: /generate and the chat API "
         "answer anyone who reaches it.",
     ),
+    threads: int | None = typer.Option(None, "--threads", min=0, help=THREADS_HELP),
 ) -> None:
     """Serve the HTTP API until SIGTERM / Ctrl-C (OpenAPI schema at /docs and /openapi.json)."""
     import uvicorn
@@ -49,8 +59,14 @@ def api(
         fail(f"refusing to listen on {host} without api.token: anyone who reaches it could ask "
              "the model; set [api] token (or UNLEARND_API__TOKEN), bind 127.0.0.1, or pass "
              "--insecure-no-token", EXIT_CONFIG)  # fmt: skip
+    use_threads(s, threads)
+    deployment = served_deployment(ctx)
     setup_logging(s.log_format, s.log_level)
     log = logging.getLogger("unlearnd.api")
+    store = existing_store(ctx, required=False)
+    log.info("%s", serving_line(deployment, store.get_alias("live") if store else None))
+    if store is not None:
+        store.close()
     if not s.api.token:
         log.warning("no api.token configured: read-only (submit, rollback, revert are refused)")
     if not _loopback(host):

@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from unlearnd.config import ConfigError, Settings, load_settings
@@ -25,7 +26,8 @@ EXIT_NOT_FOUND = 4  # unknown version, request, alias or path
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     # soft_wrap: no newline inside a path or a name, whatever the terminal width (logs, grep)
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escape: "[model] path" is text, not rich markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -83,6 +85,48 @@ def chosen_version(store: Any, version: str | None) -> int | None:
 
 
 VERSION_HELP = "A version id or an alias (default: live)."
+
+
+THREADS_HELP = "torch CPU threads (default: the threads setting, 1; 0 = one per core)."
+
+
+def use_threads(s: Settings, override: int | None) -> None:
+    """Fix torch's CPU threads before any model runs (`--threads`, else `threads`)."""
+    import torch
+
+    n = s.threads if override is None else override
+    if n > 0:
+        torch.set_num_threads(n)
+
+
+def served_deployment(ctx: typer.Context):
+    """The deployment a serving command (serve, generate, api) serves, checked before it
+    starts: a `[model] path` that does not load stops it with the reason, never a fallback;
+    none set serves the built-in demo world, said plainly on stderr."""
+    from pathlib import Path
+
+    from unlearnd.cli.init_cmds import check_model_folder
+    from unlearnd.models import ModelLoadError
+    from unlearnd.serving import Deployment
+
+    s = settings(ctx)
+    if s.model.path:
+        try:
+            check_model_folder(Path(s.model.path))
+        except ModelLoadError as e:
+            fail(f"[model] path {s.model.path} does not load: {e}", EXIT_CONFIG)
+        return Deployment(s)
+    deployment = Deployment(s)  # the provider writes the world's files and sets the path
+    err_console.print(
+        "no \\[model] path (no unlearnd.toml here): serving the built-in demo world; to serve "
+        "your own model: unlearnd init --model DIR", highlight=False, soft_wrap=True)  # fmt: skip
+    return deployment
+
+
+def serving_line(deployment: Any, version: int | None) -> str:
+    """What a serving command says at start: the model folder, its family, the version."""
+    which = f"version {version}" if version is not None else "the base model (no version yet)"
+    return f"serving {deployment.model_dir} ({deployment.family}), {which}"
 
 
 def print_json(data: Any) -> None:

@@ -14,12 +14,17 @@ import typer
 from unlearnd.cli.common import (
     EXIT_NOT_FOUND,
     EXIT_USAGE,
+    THREADS_HELP,
     VERSION_HELP,
     chosen_version,
+    err_console,
     existing_store,
     fail,
     print_json,
+    served_deployment,
+    serving_line,
     settings,
+    use_threads,
 )
 
 GENERATE_BATCH = 8  # queries per forward pass; queries with the same experts share one
@@ -134,6 +139,7 @@ def generate(
     as_json: bool = typer.Option(
         False, "--json", help="Print JSON (with the routing); with --batch one object a line."
     ),
+    threads: int | None = typer.Option(None, "--threads", min=0, help=THREADS_HELP),
 ) -> None:
     """Answer a question (about an image) through a version of the served model and its
     routing gate: refuser experts switch on only for queries near a forgotten concept."""
@@ -146,7 +152,10 @@ def generate(
     items = read_batch(batch, prompt=True) if batch is not None else []
     if image is not None and not image.is_file():
         fail(f"image not found: {image}", EXIT_NOT_FOUND)
-    served = served_version(ctx, version)
+    use_threads(settings(ctx), threads)
+    served = served_version(ctx, version, served_deployment(ctx))
+    err_console.print(serving_line(served.deployment, served.version_id), highlight=False,
+                      soft_wrap=True, style="dim")  # fmt: skip
     if batch is not None:
         _generate_batch(served, batch, items, max_new_tokens, as_json)
         return

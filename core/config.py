@@ -140,6 +140,10 @@ class Settings(_Section):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     seed: int = 0
+    # torch CPU threads of serve, generate and api (0 = torch's own: one per core). One is
+    # fastest where the cores are shared: threads that wait for a busy core stall every
+    # step (bench/threads.py).
+    threads: int = Field(1, ge=0)
     model: ModelSettings = ModelSettings()
     limits: LimitSettings = LimitSettings()
     daemon: DaemonSettings = DaemonSettings()

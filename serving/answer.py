@@ -26,7 +26,7 @@ class Answer:
 
 class ServedVersion:
     def __init__(self, deployment: Deployment, store: RegistryStore | None, version_id: int | None):
-        self.version_id = version_id
+        self.deployment, self.version_id = deployment, version_id
         self.model = load_version(deployment, store, version_id)
 
     @property
