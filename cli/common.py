@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from unlearnd.config import ConfigError, Settings, load_settings
 
@@ -133,14 +134,24 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str, sort_keys=False))
 
 
+# Columns that hold ids: never cut ("req-452e2..." cannot be pasted into `request show`).
+ID_COLUMNS = ("id", "request", "request_id", "version", "expert", "sha256", "key", "field")
+
+
 def print_table(
     rows: Iterable[Sequence[Any]], columns: Sequence[str], title: str | None = None
 ) -> None:
-    table = Table(title=title, show_lines=False)
-    for col in columns:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+    # Text, not markup: "[refusals]" in a method's help is text, not a rich style tag.
+    cells = [[Text("" if v is None else str(v)) for v in row] for row in rows]
+    table = Table(title=None if title is None else Text(title), show_lines=False)
+    for i, col in enumerate(columns):
+        if col in ID_COLUMNS:
+            widest = max((len(row[i]) for row in cells), default=0)
+            table.add_column(col, no_wrap=True, min_width=max(widest, len(col)))
+        else:
+            table.add_column(col)
+    for row in cells:
+        table.add_row(*row)
     console.print(table)
 
 

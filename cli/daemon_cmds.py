@@ -78,6 +78,7 @@ def serve(
 def submit(
     ctx: typer.Context,
     item: Path = typer.Argument(..., help="A request .json/.yaml, a bundle folder or .tar.gz."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Put a request into the inbox (written to tmp/, then renamed into new/)."""
     from unlearnd.daemon.inbox import submit as submit_item
@@ -86,6 +87,9 @@ def submit(
         fail(f"no such file or folder: {item}", EXIT_NOT_FOUND)
     s = settings(ctx)
     dest = submit_item(item, s.inbox)
+    if as_json:
+        print_json({"item": str(item), "submitted_as": str(dest)})
+        return
     typer.echo(f"submitted {item} as {dest}")
 
 

@@ -129,3 +129,17 @@ def test_versions_are_taken_as_an_id_or_an_alias(cli, tmp_path):
     for argv in (["generate", "-p", "hi", "-v", "nope"], ["gate", "scan", "-v", "nope"]):
         unknown = main.invoke(app, argv)
         assert unknown.exit_code == EXIT_NOT_FOUND and "'nope'" in unknown.output
+
+
+def test_tables_show_ids_whole_and_text_as_written(cli, monkeypatch):
+    from unlearnd.cli.main import app
+
+    run, store = cli
+    long_id = "req-452e2f0c9d1b4a7e8f6a5b4c3d2e1f00aa"
+    add_request(store, long_id)
+    monkeypatch.setattr(common.console, "width", 70)  # a narrow terminal, or a pipe
+    out = CliRunner().invoke(app, ["requests"])
+    assert out.exit_code == 0 and long_id in out.output, out.output
+    monkeypatch.setattr(common.console, "width", 400)
+    methods = CliRunner().invoke(app, ["methods"])  # a help text with brackets, not markup
+    assert "over the deployment's `[refusals]` (identity" in methods.output
