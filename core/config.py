@@ -72,7 +72,7 @@ class DaemonSettings(_Section):
     reap_interval_s: float = Field(30.0, gt=0)
     gc_interval_s: float = Field(3600.0, gt=0)
     reevaluate_interval_s: float = Field(0.0, ge=0)  # 0 = off
-    default_method: str = "refuser"  # CORE-style refuser experts (DESIGN.md section 5)
+    default_method: str = "refuser"  # CORE-style refuser experts (ARCHITECTURE.md)
 
 
 class RoutingSettings(_Section):
