@@ -106,8 +106,8 @@ def served_deployment(ctx: typer.Context):
     none set serves the built-in demo world, said plainly on stderr."""
     from pathlib import Path
 
-    from unlearnd.cli.init_cmds import check_model_folder
     from unlearnd.models import ModelLoadError
+    from unlearnd.models.loading import check_model_folder
     from unlearnd.serving import Deployment
 
     s = settings(ctx)
