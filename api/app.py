@@ -18,6 +18,7 @@ from unlearnd.api import (
     routes_registry,
     routes_requests,
 )
+from unlearnd.api.body_cap import BodyCap
 from unlearnd.api.state import ApiState
 from unlearnd.config import Settings
 
@@ -54,4 +55,5 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(router)
     errors.install(app, routers)
     openapi.install(app, routers)
+    app.add_middleware(BodyCap, limit=settings.api.max_body_bytes)
     return app

@@ -6,7 +6,7 @@ people's. Per method: forget leak rate (answer still holds the fact), retain acc
 (15 people never trained on), general accuracy (20 held-out scenes), ROUGE-L of the forget
 answers against the originals, the text-only probe (the facts asked by name, no image), the
 unseen-portrait probe, and the training wall time. Two extra rows run a method at its
-METHODS.md defaults where the tuned params differ in kind (PUBG's generated references,
+the paper defaults where the tuned params differ in kind (PUBG's generated references,
 VL-Eraser's image-token null space), and PUBG's generated references are recorded.
 
     .venv/bin/python bench/methods_bench.py [--out bench/results/methods.json]
@@ -34,7 +34,7 @@ from unlearnd.methods.pubg import PUBGParams, reference_answers  # noqa: E402
 from unlearnd.models import load  # noqa: E402
 from unlearnd.world import load_world  # noqa: E402
 
-VARIANTS = {  # label -> (method, params): the METHODS.md defaults where tuned params differ
+VARIANTS = {  # label -> (method, params): the the paper defaults where tuned params differ
     "pubg (generated refs)": ("pubg", {k: v for k, v in WORLD_PARAMS["pubg"].items()
                                        if k != "reference_answer"}),
     "vl_eraser (image null space)": ("vl_eraser", {}),

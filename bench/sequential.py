@@ -3,7 +3,7 @@
 Each task forgets one person (every category on every seen portrait) through intake, queue,
 worker, training, evaluation and commit (the gate is opened, so every method's chain
 continues and its drift is measured). After task t the live version is scored on every task
-<= t and on fixed retained people and scenes (METHODS.md, "Metrics to implement"):
+<= t and on fixed retained people and scenes (the paper, "Metrics to implement"):
 
 Per door, on the forgotten people:
 - image door: CRR, unseen portraits answered with the asked category's refusal; forget, the

@@ -9,8 +9,8 @@ from typing import Any
 
 import typer
 
-from unlearnd.cli.common import EXIT_NOT_FOUND, EXIT_USAGE, fail, print_json, settings
-from unlearnd.cli.inference_cmds import chunks, open_image, read_batch
+from unlearnd.cli.common import EXIT_NOT_FOUND, EXIT_USAGE, VERSION_HELP, fail, print_json, settings
+from unlearnd.cli.inference_cmds import chunks, open_image, read_batch, served_version
 
 CLASSIFY_BATCH = 32  # images per forward pass
 
@@ -35,7 +35,7 @@ def classify(
         "-b",
         help='JSONL, one {"image": PATH} a line (relative to the file, or absolute).',
     ),
-    version: int | None = typer.Option(None, "--version", "-v", help="Default: the live one."),
+    version: str | None = typer.Option(None, "--version", "-v", help=VERSION_HELP),
     labels: str = typer.Option(
         "",
         "--labels",
@@ -51,8 +51,7 @@ def classify(
     from PIL import Image
 
     from unlearnd.models import UnsupportedOperation
-    from unlearnd.registry import NotFound, open_registry
-    from unlearnd.serving import Deployment, ServedVersion
+    from unlearnd.serving import Deployment
 
     if (batch is None) == (image is None):
         fail("give either --image or --batch FILE.jsonl", EXIT_USAGE)
@@ -66,14 +65,7 @@ def classify(
     )
     if len(classes) < 2:
         fail("give at least two class names with --labels")
-    store = open_registry(s)
-    try:
-        chosen = version if version is not None else store.get_alias("live")
-        served = ServedVersion(deployment, store, chosen)
-    except NotFound as e:
-        fail(str(e), EXIT_NOT_FOUND)
-    finally:
-        store.close()
+    served = served_version(ctx, version, deployment)
     try:
         served.check_classifies()  # before any image is read
     except UnsupportedOperation as e:
@@ -85,7 +77,7 @@ def classify(
         (probs,) = served.classify([im.convert("RGB")], classes).tolist()
     result = _result(classes, probs)
     if as_json:
-        print_json({"image": str(image), "version": chosen, **result})
+        print_json({"image": str(image), "version": served.version_id, **result})
         return
     typer.echo(result["label"])
 

@@ -11,12 +11,17 @@ from unlearnd.cli.common import (
     EXIT_CONFIG,
     EXIT_NOT_FOUND,
     EXIT_USAGE,
+    THREADS_HELP,
     console,
+    existing_store,
     fail,
     print_json,
     print_mapping,
     print_table,
+    served_deployment,
+    serving_line,
     settings,
+    use_threads,
 )
 
 VERSION_SCAN = 1000  # versions `request show` looks through for the request's own
@@ -41,13 +46,18 @@ def serve(
     ),
     intake: bool = typer.Option(True, "--intake/--no-intake", help="Watch the inbox."),
     worker: bool = typer.Option(True, "--worker/--no-worker", help="Process queued jobs."),
+    threads: int | None = typer.Option(None, "--threads", min=0, help=THREADS_HELP),
 ) -> None:
     """Run intake, worker and housekeeping until SIGTERM or Ctrl-C."""
+    import logging
+
     from unlearnd.daemon.logs import setup_logging
     from unlearnd.daemon.pipeline import DEFAULT_PIPELINE, load_pipeline
     from unlearnd.daemon.service import Service
 
     s = settings(ctx)
+    use_threads(s, threads)
+    deployment = served_deployment(ctx)
     spec = pipeline or DEFAULT_PIPELINE
     loaded = None
     if worker:
@@ -59,6 +69,8 @@ def serve(
             fail(str(e), EXIT_CONFIG)
     setup_logging(s.log_format, s.log_level)  # only now: a usage error leaves logging alone
     service = Service(s, loaded, intake=intake, worker=worker)
+    live = service.store.get_alias("live")
+    logging.getLogger("unlearnd").info("%s", serving_line(deployment, live))
     service.install_signal_handlers()
     service.run()
 
@@ -66,6 +78,7 @@ def serve(
 def submit(
     ctx: typer.Context,
     item: Path = typer.Argument(..., help="A request .json/.yaml, a bundle folder or .tar.gz."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Put a request into the inbox (written to tmp/, then renamed into new/)."""
     from unlearnd.daemon.inbox import submit as submit_item
@@ -74,13 +87,14 @@ def submit(
         fail(f"no such file or folder: {item}", EXIT_NOT_FOUND)
     s = settings(ctx)
     dest = submit_item(item, s.inbox)
+    if as_json:
+        print_json({"item": str(item), "submitted_as": str(dest)})
+        return
     typer.echo(f"submitted {item} as {dest}")
 
 
 def _store(ctx: typer.Context):
-    from unlearnd.registry import open_registry
-
-    return open_registry(settings(ctx))
+    return existing_store(ctx)
 
 
 def _record(rec) -> dict:

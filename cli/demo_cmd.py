@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from unlearnd.cli.common import console, fail, print_table, settings
+from unlearnd.cli.common import console, err_console, fail, print_json, print_table, settings
 from unlearnd.cli.daemon_cmds import TERMINAL, watch_request
 
 
@@ -46,7 +46,11 @@ def _ask(deployment, store, version, questions) -> list[str]:
     return answers(load_version(deployment, store, version), questions)
 
 
-def demo(ctx: typer.Context, timeout_s: float = typer.Option(900, help="Give up after.")) -> None:
+def demo(
+    ctx: typer.Context,
+    timeout_s: float = typer.Option(900, help="Give up after."),
+    as_json: bool = typer.Option(False, "--json", help="Print the tables as one JSON object."),
+) -> None:
     """Delete a person from the world model, show before/after, roll it back."""
     from unlearnd.daemon.service import Service
     from unlearnd.daemon.unlearn import UnlearningPipeline
@@ -54,12 +58,21 @@ def demo(ctx: typer.Context, timeout_s: float = typer.Option(900, help="Give up 
     from unlearnd.world import load_world
 
     s = settings(ctx)
+    shown: dict = {}  # --json: each table as a list of rows by column
+
+    def table(name: str, rows: list, columns: tuple, title: str) -> None:
+        if as_json:
+            shown[name] = [dict(zip(columns, row, strict=True)) for row in rows]
+        else:
+            print_table(rows, columns, title=title)
+
+    say = err_console.print if as_json else console.print  # stdout stays the JSON
     s.daemon.stable_checks = 1
     if s.model.path:
         fail("the demo runs on the built-in world model: unset [model] path")
     world = load_world()
     deployment = Deployment(s)  # the world's provider writes its pools and probes once
-    console.print(f"[bold]model[/] {deployment.model_dir}   [bold]work dir[/] {s.workdir}")
+    say(f"[bold]model[/] {deployment.model_dir}   [bold]work dir[/] {s.workdir}")
     pipeline = UnlearningPipeline(s)
     service = Service(s, pipeline)
     store = service.store
@@ -75,7 +88,7 @@ def demo(ctx: typer.Context, timeout_s: float = typer.Option(900, help="Give up 
         staged = s.inbox / "tmp" / bundle.name
         shutil.move(str(bundle), staged)
         staged.rename(s.inbox / "new" / bundle.name)  # Maildir: tmp/ then rename into new/
-        console.print(f"submitted a request to forget [bold]{person.name}[/]")
+        say(f"submitted a request to forget [bold]{person.name}[/]")
 
         request_id = None
         deadline = time.monotonic() + timeout_s
@@ -89,16 +102,20 @@ def demo(ctx: typer.Context, timeout_s: float = typer.Option(900, help="Give up 
             time.sleep(0.2)
         if request_id is None:
             fail(f"the inbox did not take the request within {timeout_s:.0f} s")
-        if watch_request(store, request_id, timeout_s) not in TERMINAL:
+        if watch_request(store, request_id, timeout_s, show=not as_json) not in TERMINAL:
             fail(f"the request did not finish within {timeout_s:.0f} s")
         req = store.get_request(request_id)
         live_version = store.get_alias("live")
         version = next(v for v in store.list_versions(limit=50) if v.request_id == request_id)
         metrics = {k: v for k, v in version.metrics.items() if k.endswith("_acc")}
-        print_table(
-            sorted(metrics.items()), ("metric", "value"), title=f"version {version.id}: {req.state}"
+        table(
+            "metrics",
+            sorted(metrics.items()),
+            ("metric", "value"),
+            title=f"version {version.id}: {req.state}",
         )
-        print_table(
+        table(
+            "versions",
             [
                 (v.id, v.parent_id, v.kind, v.request_id or "", v.status, v.method or "")
                 for v in store.list_versions(limit=5)
@@ -122,7 +139,8 @@ def demo(ctx: typer.Context, timeout_s: float = typer.Option(900, help="Give up 
         after = _ask(deployment, store, live_version, questions)
         store.rollback(parent, who="unlearnd demo", why="demo: undo the deletion")
         rolled = _ask(deployment, store, store.get_alias("live"), questions)
-        print_table(
+        table(
+            "answers",
             [
                 (kind, q.question, q.answer, b, a, r)
                 for (kind, _), q, b, a, r in zip(
@@ -139,11 +157,15 @@ def demo(ctx: typer.Context, timeout_s: float = typer.Option(900, help="Give up 
             ),
             title=f"what the model says about {person.name}",
         )
-        print_table(
+        table(
+            "history",
             [(e.from_version, e.to_version, e.who, e.why) for e in store.alias_history("live")],
             ("from", "to", "who", "why"),
             title="history of alias live",
         )
+        if as_json:
+            print_json({"person": person.name, "request_id": request_id, "state": req.state,
+                        "version": version.id, "parent": parent, **shown})  # fmt: skip
     finally:
         service.stop()
         thread.join(timeout=60)

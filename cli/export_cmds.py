@@ -10,8 +10,11 @@ import typer
 from unlearnd.cli.common import (
     EXIT_ERROR,
     EXIT_NOT_FOUND,
+    VERSION_HELP,
+    chosen_version,
     console,
     err_console,
+    existing_store,
     fail,
     print_json,
     settings,
@@ -24,7 +27,7 @@ def register(app: typer.Typer) -> None:
 
 def export(
     ctx: typer.Context,
-    version: str = typer.Argument(..., help="A version id, or an alias such as live."),
+    version: str = typer.Argument(..., help=VERSION_HELP),
     out: Path = typer.Option(..., "--out", help="A new (or empty) folder."),
     fmt: str = typer.Option(
         "peft", "--format", help="peft: a LoRA folder beside the base model; merged: a full model."
@@ -36,16 +39,14 @@ def export(
     merged. A routed (refuser) version writes one PEFT folder per expert and the switch's
     files, read by `unlearnd.serving.Router(OUT)`; it cannot be merged. Results that are not
     a LoRA (CAGUL, VL-Eraser, ADU) are refused with the reason."""
-    from unlearnd.registry import NotFound, open_registry
+    from unlearnd.registry import NotFound
     from unlearnd.serving import Deployment
     from unlearnd.serving.export import ExportError, export_version
 
     s = settings(ctx)
-    store = open_registry(s)
+    store = existing_store(ctx)
     try:
-        chosen = int(version) if version.isdigit() else store.get_alias(version)
-        if chosen is None:
-            fail(f"unknown alias or version {version!r}", EXIT_NOT_FOUND)
+        chosen = chosen_version(store, version)
         err_console.print(f"exporting version {chosen} as {fmt} ...", style="dim")
         written = export_version(Deployment(s), store, chosen, out, fmt)
     except NotFound as e:

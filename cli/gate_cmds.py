@@ -7,7 +7,17 @@ from pathlib import Path
 
 import typer
 
-from unlearnd.cli.common import EXIT_NOT_FOUND, console, fail, print_json, print_table, settings
+from unlearnd.cli.common import (
+    EXIT_NOT_FOUND,
+    VERSION_HELP,
+    chosen_version,
+    console,
+    existing_store,
+    fail,
+    print_json,
+    print_table,
+    settings,
+)
 
 gate_app = typer.Typer(help="The expert switch of a version: thresholds and what they let by.")
 
@@ -19,7 +29,7 @@ def register(app: typer.Typer) -> None:
 @gate_app.command("scan")
 def scan_cmd(
     ctx: typer.Context,
-    version: int | None = typer.Option(None, "--version", "-v", help="Default: the live one."),
+    version: str | None = typer.Option(None, "--version", "-v", help=VERSION_HELP),
     out: Path | None = typer.Option(
         None, "--out", help="Where to write the plot (default: ./gate-scan-v<V>.png)."
     ),
@@ -32,12 +42,12 @@ def scan_cmd(
     would refuse."""
     from unlearnd.daemon.scan import scan
     from unlearnd.evaluation.plots import plot_scan
-    from unlearnd.registry import NotFound, open_registry
+    from unlearnd.registry import NotFound
 
     s = settings(ctx)
-    store = open_registry(s)
+    store = existing_store(ctx)
     try:
-        chosen = version if version is not None else store.get_alias("live")
+        chosen = chosen_version(store, version)
         result = scan(s, store, chosen)
     except NotFound as e:
         fail(str(e), EXIT_NOT_FOUND)

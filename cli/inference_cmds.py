@@ -11,7 +11,21 @@ from typing import Any
 
 import typer
 
-from unlearnd.cli.common import EXIT_NOT_FOUND, EXIT_USAGE, fail, print_json, settings
+from unlearnd.cli.common import (
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    THREADS_HELP,
+    VERSION_HELP,
+    chosen_version,
+    err_console,
+    existing_store,
+    fail,
+    print_json,
+    served_deployment,
+    serving_line,
+    settings,
+    use_threads,
+)
 
 GENERATE_BATCH = 8  # queries per forward pass; queries with the same experts share one
 
@@ -117,7 +131,7 @@ def generate(
         "-b",
         help='JSONL, one {"image": PATH, "prompt": TEXT} a line (image relative to the file).',
     ),
-    version: int | None = typer.Option(None, "--version", "-v", help="Default: the live one."),
+    version: str | None = typer.Option(None, "--version", "-v", help=VERSION_HELP),
     max_new_tokens: int = typer.Option(32, help="Longest answer, in tokens."),
     show_routing: bool = typer.Option(
         False, "--routing", help="Also print which refuser experts the gate switched on."
@@ -125,6 +139,7 @@ def generate(
     as_json: bool = typer.Option(
         False, "--json", help="Print JSON (with the routing); with --batch one object a line."
     ),
+    threads: int | None = typer.Option(None, "--threads", min=0, help=THREADS_HELP),
 ) -> None:
     """Answer a question (about an image) through a version of the served model and its
     routing gate: refuser experts switch on only for queries near a forgotten concept."""
@@ -137,7 +152,10 @@ def generate(
     items = read_batch(batch, prompt=True) if batch is not None else []
     if image is not None and not image.is_file():
         fail(f"image not found: {image}", EXIT_NOT_FOUND)
-    served = _served(ctx, version)
+    use_threads(settings(ctx), threads)
+    served = served_version(ctx, version, served_deployment(ctx))
+    err_console.print(serving_line(served.deployment, served.version_id), highlight=False,
+                      soft_wrap=True, style="dim")  # fmt: skip
     if batch is not None:
         _generate_batch(served, batch, items, max_new_tokens, as_json)
         return
@@ -152,19 +170,21 @@ def generate(
         typer.echo(f"routing: gate {answer.routing.get('gate')}, experts on: {on}", err=True)
 
 
-def _served(ctx: typer.Context, version: int | None):
-    from unlearnd.registry import NotFound, open_registry
+def served_version(ctx: typer.Context, version: str | None, deployment: Any = None):
+    """The version asked for (id or alias, default live) loaded onto the served model; the
+    base model where there is no registry yet (which this creates not)."""
+    from unlearnd.registry import NotFound
     from unlearnd.serving import Deployment, ServedVersion
 
-    s = settings(ctx)
-    store = open_registry(s)
+    deployment = deployment or Deployment(settings(ctx))
+    store = existing_store(ctx, required=False)
     try:
-        chosen = version if version is not None else store.get_alias("live")
-        return ServedVersion(Deployment(s), store, chosen)
+        return ServedVersion(deployment, store, chosen_version(store, version))
     except NotFound as e:
         fail(str(e), EXIT_NOT_FOUND)
     finally:
-        store.close()
+        if store is not None:
+            store.close()
 
 
 def _generate_batch(

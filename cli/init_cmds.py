@@ -43,35 +43,6 @@ def register(app: typer.Typer) -> None:
     app.command("init")(init)
 
 
-def check_model_folder(folder: Path) -> str:
-    """The family of a model folder that looks loadable, without loading its weights (a 7B
-    model takes minutes and tens of GB): config, weight headers and processor must open.
-    Raises ModelLoadError saying what is wrong."""
-    from transformers import AutoConfig
-
-    from unlearnd.models import ModelLoadError, detect_family
-    from unlearnd.models.loading import _processor, quiet_transformers
-
-    family = detect_family(folder)  # what `unlearnd model info` and the daemon use
-    quiet_transformers()
-    weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
-    if not weights:
-        raise ModelLoadError(f"{folder} has no weights (*.safetensors or *.bin)")
-    try:
-        AutoConfig.from_pretrained(folder, local_files_only=True)
-        if any(w.suffix == ".safetensors" for w in weights):
-            from safetensors import safe_open
-
-            for w in weights:
-                if w.suffix == ".safetensors":
-                    with safe_open(w, framework="pt") as f:  # reads the header only
-                        f.keys()
-        _processor(family, folder)
-    except Exception as e:  # noqa: BLE001 - any failure here means the folder is broken
-        raise ModelLoadError(f"cannot load the {family} model in {folder}: {e}") from e
-    return family
-
-
 def _register_base(settings: Settings) -> int | None:
     """The base model as version 1, live, so every command names a version from the start
     (what `serve` does at its first start; loads the weights once to fingerprint them). A
@@ -239,6 +210,7 @@ def init(
     or clip), so that serve, submit, generate, classify, versions and rollback work from this
     folder without flags."""
     from unlearnd.models import ModelLoadError
+    from unlearnd.models.loading import check_model_folder
     from unlearnd.serving.deployment import Deployment, DeploymentError, described
 
     root = ctx.find_root().obj

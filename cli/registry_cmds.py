@@ -11,11 +11,11 @@ import typer
 from unlearnd.cli.common import (
     EXIT_ERROR,
     EXIT_NOT_FOUND,
+    existing_store,
     fail,
     print_json,
     print_mapping,
     print_table,
-    settings,
 )
 
 version_app = typer.Typer(help="One model version.", no_args_is_help=True)
@@ -33,13 +33,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _store(ctx: typer.Context):
-    from unlearnd.registry import open_store
-
-    s = settings(ctx)
-    try:
-        return open_store(s.db_url, s.artifacts)
-    except Exception as e:  # noqa: BLE001 - unreachable server, bad URL: say so, no traceback
-        fail(f"cannot open the registry at {s.db_url.split('@')[-1]}: {e}")
+    return existing_store(ctx)
 
 
 def _who() -> str:

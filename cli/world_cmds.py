@@ -120,6 +120,7 @@ def request(
     ),
     n: int = typer.Option(40, "--n", min=1, help="Pictures of the class (concept request)."),
     images: Path | None = typer.Option(None, "--images", help="The tree, if it has moved."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Write a request bundle about an image world's pictures, ready for `unlearnd submit`."""
     from unlearnd.world.image_requests import (
@@ -145,6 +146,11 @@ def request(
             write_domain_bundle(loaded, forget_domain, out)
     except (FileNotFoundError, ImageTreeError, ValueError) as exc:
         fail(str(exc), EXIT_ERROR)
+    if as_json:
+        files = sorted(str(f.relative_to(out)) for f in out.rglob("*") if f.is_file())
+        print_json({"bundle": str(out), "forget_class": forget_class or None,
+                    "forget_domain": forget_domain or None, "files": files})  # fmt: skip
+        return
     typer.echo(f"wrote {out}: submit it with `unlearnd submit {out}`")
 
 

@@ -3,12 +3,17 @@
 Sources, later ones win: embedded defaults, `unlearnd.toml` (path from `--config` or
 `UNLEARND_CONFIG`, else `./unlearnd.toml` when present), then `UNLEARND_*` environment
 variables. Nested keys use a double underscore: `UNLEARND_DAEMON__LEASE_S=600` sets
-`[daemon] lease_s`. Unknown keys and bad values are errors that name the key. Names starting
-`UNLEARND_TEST_` belong to the test suite and are not settings.
+`[daemon] lease_s`. Unknown keys and bad values are errors that name the key. An `UNLEARND_*`
+name that is no setting (`UNLEARND_BIN`, `UNLEARND_HOME`: other tools' variables) is ignored
+with one warning naming it; one inside a section (`UNLEARND_DAEMON__LEASE`) is a misspelt key,
+an error naming the variable and the closest key. Names starting `UNLEARND_TEST_` belong to
+the test suite and are not settings.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import tomllib
 from pathlib import Path
@@ -19,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 ENV_PREFIX = "UNLEARND_"
 RESERVED_ENV = ("UNLEARND_CONFIG", "UNLEARND_TEST_")  # not settings: the file path, test hooks
 DEFAULT_CONFIG_NAME = "unlearnd.toml"
+log = logging.getLogger("unlearnd.config")
 
 
 class ConfigError(ValueError):
@@ -66,7 +72,7 @@ class DaemonSettings(_Section):
     reap_interval_s: float = Field(30.0, gt=0)
     gc_interval_s: float = Field(3600.0, gt=0)
     reevaluate_interval_s: float = Field(0.0, ge=0)  # 0 = off
-    default_method: str = "refuser"  # CORE-style refuser experts (DESIGN.md section 5)
+    default_method: str = "refuser"  # CORE-style refuser experts (ARCHITECTURE.md)
 
 
 class RoutingSettings(_Section):
@@ -127,6 +133,8 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8470, ge=1, le=65535)
     token: str = ""  # bearer token for write endpoints; "" = writes refused
+    # Largest body of /generate, /classify and the chat API (a base64 image: 4/3 its bytes).
+    max_body_bytes: int = Field(30_000_000, gt=0)
 
 
 class Settings(_Section):
@@ -137,6 +145,10 @@ class Settings(_Section):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     seed: int = 0
+    # torch CPU threads of serve, generate and api (0 = torch's own: one per core). One is
+    # fastest where the cores are shared: threads that wait for a busy core stall every
+    # step (bench/threads.py).
+    threads: int = Field(1, ge=0)
     model: ModelSettings = ModelSettings()
     limits: LimitSettings = LimitSettings()
     daemon: DaemonSettings = DaemonSettings()
@@ -175,13 +187,31 @@ def _set_path(tree: dict[str, Any], keys: list[str], value: Any) -> None:
     tree[keys[-1]] = value
 
 
+def _closest(key: str, known: Any) -> str:
+    match = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
+    return f"; closest key: {match[0]}" if match else ""
+
+
 def _env_overrides(environ: os._Environ[str] | dict[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
-    for name, value in environ.items():
+    ignored = []
+    for name, value in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or name.startswith(RESERVED_ENV):
             continue
         keys = name[len(ENV_PREFIX) :].lower().split("__")
+        field = Settings.model_fields.get(keys[0])
+        if field is None:
+            ignored.append(name + _closest(keys[0], Settings.model_fields))
+            continue
+        section = field.annotation
+        if len(keys) > 1 and isinstance(section, type) and issubclass(section, _Section):
+            if keys[1] not in section.model_fields:  # a real section, a misspelt key
+                wrong = ".".join(keys[:2])
+                hint = _closest(keys[1], section.model_fields).replace(": ", f": {keys[0]}.")
+                raise ConfigError(f"{name}: unknown key {wrong}{hint}")
         _set_path(tree, keys, value)  # pydantic coerces the strings ("600" -> 600.0)
+    if ignored:  # other tools' variables share the prefix: not ours to refuse
+        log.warning("ignoring environment variables that are no setting: %s", ", ".join(ignored))
     return tree
 
 

@@ -120,7 +120,11 @@ def doors(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
 def score_line(key: str, value: float, parent: float | None) -> str:
     """A score beside its parent's, as the report and `unlearnd report` print it; a door the
     parent stated nothing through says so."""
-    line = f"{value:.3f} (parent {'-' if parent is None else f'{parent:.3f}'})"
+
+    def shown(v: float) -> str:  # a count is a whole number: "forget_n 22", not 22.000
+        return str(round(v)) if key.endswith("_n") else f"{v:.3f}"
+
+    line = f"{shown(value)} (parent {'-' if parent is None else shown(parent)})"
     is_door = key.startswith(("forget", "leak_")) and key.endswith("_acc")
     return f"{line}: {PARENT_NONE}" if is_door and parent == 0 else line
 

@@ -1,6 +1,6 @@
 """PUBG: unlearn by gradient ascent while keeping answers visually grounded (LoRA).
 
-Reading implemented (METHODS.md, "PUBG"):
+Reading implemented (the paper, "PUBG"):
 - Reference answers y_ref: the frozen model, its prompt prefixed with `instruction` (describe
   only what is visible, never who it is), answers each forget question greedily, before any
   training. `reference_answer` replaces the generated ones with one fixed description, for

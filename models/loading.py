@@ -95,3 +95,29 @@ def quiet_transformers() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+
+
+def check_model_folder(folder: Path) -> str:
+    """The family of a model folder that looks loadable, without loading its weights (a 7B
+    model takes minutes and tens of GB): config, weight headers and processor must open.
+    Raises ModelLoadError saying what is wrong."""
+    from transformers import AutoConfig
+
+    family = detect_family(folder)  # what `unlearnd model info` and the daemon use
+    quiet_transformers()
+    weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+    if not weights:
+        raise ModelLoadError(f"{folder} has no weights (*.safetensors or *.bin)")
+    try:
+        AutoConfig.from_pretrained(folder, local_files_only=True)
+        if any(w.suffix == ".safetensors" for w in weights):
+            from safetensors import safe_open
+
+            for w in weights:
+                if w.suffix == ".safetensors":
+                    with safe_open(w, framework="pt") as f:  # reads the header only
+                        f.keys()
+        _processor(family, folder)
+    except Exception as e:  # noqa: BLE001 - any failure here means the folder is broken
+        raise ModelLoadError(f"cannot load the {family} model in {folder}: {e}") from e
+    return family

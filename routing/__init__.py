@@ -1,3 +1,3 @@
 """unlearnd.routing: concept decomposition, the FAISS concept index, the refuser expert pool
-and the inference-time gate (DESIGN.md section 5). Not built yet: requests name a method
-from `unlearnd.methods` meanwhile (default `reject`)."""
+and the inference-time switch (its image and text doors) that turns a version's experts on
+for queries near a forgotten concept (ARCHITECTURE.md, "The path of one request")."""

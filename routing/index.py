@@ -1,4 +1,4 @@
-"""The concept index: FAISS over L2-normalised float32 vectors with int64 ids (DESIGN.md section 5).
+"""The concept index: FAISS over L2-normalised float32 vectors with int64 ids (ARCHITECTURE.md).
 
 Inner product on unit vectors is cosine similarity. Two kinds: "flat" (exact,
 `IndexIDMap2(IndexFlatIP)`) and "ivf" (`IndexIVFFlat` with a hashtable direct map, so that

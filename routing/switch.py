@@ -1,6 +1,6 @@
 """The expert switch at inference (CORE's gate): which experts a query turns on, how strongly.
 
-Each modality a query has is a door of its own (DESIGN.md section 5):
+Each modality a query has is a door of its own (ARCHITECTURE.md):
 - the image door: the query's visual vector against each routed request's visual
   prototypes (one FAISS index, every prototype within reach searched, so every expert that
   passes can fire): r_v = sigmoid(a * (cos_v - t)), t the request's calibrated threshold

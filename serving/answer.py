@@ -25,8 +25,8 @@ class Answer:
 
 
 class ServedVersion:
-    def __init__(self, deployment: Deployment, store: RegistryStore, version_id: int | None):
-        self.version_id = version_id
+    def __init__(self, deployment: Deployment, store: RegistryStore | None, version_id: int | None):
+        self.deployment, self.version_id = deployment, version_id
         self.model = load_version(deployment, store, version_id)
 
     @property

@@ -176,8 +176,10 @@ def load_onto(
 
 
 def load_version(
-    deployment: Deployment, store: RegistryStore, version_id: int | None
+    deployment: Deployment, store: RegistryStore | None, version_id: int | None
 ) -> RoutedModel:
-    """The model as of `version_id` (None: the base model), with its switch."""
-    manifest = manifest_of(store, version_id)
-    return load_onto(deployment.load_base(), manifest, store.artifacts, deployment)
+    """The model as of `version_id` (None: the base model, which needs no registry), with its
+    switch."""
+    manifest = manifest_of(store, version_id)  # type: ignore[arg-type]
+    artifacts = store.artifacts if store is not None else None  # the base reads no artifact
+    return load_onto(deployment.load_base(), manifest, artifacts, deployment)  # type: ignore[arg-type]

@@ -170,6 +170,22 @@ def test_writes_refused_when_no_token_is_configured(tmp_path):
         assert r.status_code == 403 and "no api.token is configured" in r.json()["error"]
 
 
+def test_answering_bodies_are_capped(tmp_path):
+    settings = Settings(workdir=tmp_path / "w")
+    settings.api.max_body_bytes = 2000
+    big = {"prompt": "x" * 3000, "model": "live", "messages": [], "labels": []}
+    with TestClient(create_app(settings)) as c:
+        for path in ("/generate", "/classify", "/v1/chat/completions"):
+            r = c.post(path, json=big)
+            assert r.status_code == 413 and "max_body_bytes" in r.json()["error"], path
+        parts = iter([b'{"prompt": "', b"x" * 3000, b'"}'])  # chunked: no content-length
+        r = c.post("/generate", content=parts, headers={"Content-Type": "application/json"})
+        assert r.status_code == 413
+        small = {"model": "nope", "messages": [{"role": "user", "content": "hi"}]}
+        r = c.post("/v1/chat/completions", json=small)  # under the cap: reaches the route whole
+        assert r.status_code == 404 and "'nope'" in r.json()["error"]
+
+
 def test_a_model_that_cannot_load_is_a_503(tmp_path):
     settings = Settings(workdir=tmp_path / "w")
     settings.model.path = str(tmp_path / "no-such-model")

@@ -60,3 +60,14 @@ def test_console_script_is_installed():
     done = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"unlearnd {__version__}"
+
+
+def test_api_refuses_a_network_bind_without_a_token():
+    from unlearnd.cli.common import EXIT_CONFIG
+    from unlearnd.cli.main import app
+
+    for host in ("192.0.2.1", "2001:db8::1"):  # not this machine: old code fails to bind
+        out = CliRunner().invoke(app, ["api", "--host", host, "--port", "1"])
+        assert out.exit_code == EXIT_CONFIG, out.output
+        assert f"refusing to listen on {host} without api.token" in out.output
+        assert "--insecure-no-token" in out.output

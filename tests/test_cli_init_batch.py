@@ -211,3 +211,32 @@ def test_classify_bad_line_and_flag_mistakes(vlm_project):
     assert run("generate").exit_code == 2
     both = run("generate", "--batch", "c.jsonl", "--prompt", "hi")
     assert both.exit_code == 2 and "not both" in both.stderr
+
+
+def test_generate_says_which_model_it_serves(vlm_project, tmp_path, monkeypatch):
+    own = run("generate", "-p", "hi", "--max-new-tokens", "2", "--threads", "1")
+    assert own.exit_code == 0, own.output
+    said = " ".join(own.stderr.split())
+    assert f"serving {load_world().model_dir.resolve()} (llava), the base model" in said
+    assert "demo world" not in said
+    bare = tmp_path / "bare"  # no unlearnd.toml: the built-in world, said plainly
+    bare.mkdir()
+    monkeypatch.chdir(bare)
+    demo = run("generate", "-p", "hi", "--max-new-tokens", "2")
+    said = " ".join(demo.stderr.split())
+    assert (
+        demo.exit_code == 0
+        and "no [model] path (no unlearnd.toml here): serving the built-in demo world" in said
+    )
+    assert "unlearnd init --model DIR" in said and "(llava), the base model" in said
+
+
+@pytest.mark.timeout(120)  # the old code served on regardless: a hang is a failure too
+@pytest.mark.parametrize("command", [["generate", "-p", "hi"], ["serve"], ["api"]])
+def test_a_model_path_that_does_not_load_stops_with_the_reason(tmp_path, command):
+    (tmp_path / "unlearnd.toml").write_text('[model]\npath = "no-such-model"\n')
+    out = run(*command)
+    said = " ".join(out.stderr.split())
+    assert out.exit_code == 3, out.output
+    assert f"[model] path {tmp_path / 'no-such-model'} does not load" in said
+    assert "model folder not found" in said and "demo world" not in said

@@ -42,7 +42,9 @@ def test_config_found_through_env_and_cwd(tmp_path, monkeypatch):
         ("[daemon]\nlease_s = -1\n", {}, "daemon.lease_s"),
         ('device = "tpu"\n', {}, "device"),
         ("", {"UNLEARND_ROUTING__POOL_SIZE": "many"}, "routing.pool_size"),
-        ("", {"UNLEARND_NOPE": "1"}, "nope: unknown key"),
+        ("", {"UNLEARND_DAEMON__LEASE": "1"}, "UNLEARND_DAEMON__LEASE: unknown key daemon.lease"),
+        ("", {"UNLEARND_DAEMON__LEASE": "1"}, "closest key: daemon.lease_s"),
+        ("", {"UNLEARND_API__TOKEN__X": "1"}, "api.token"),
         ("workdir = [\n", {}, "not valid TOML"),
     ],
 )
@@ -62,3 +64,24 @@ def test_test_hooks_are_not_settings():
 def test_missing_config_file_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "absent.toml", environ={})
+
+
+def test_other_tools_variables_are_ignored_with_one_warning(caplog):
+    env = {"UNLEARND_BIN": "/x", "UNLEARND_HOME": "/h", "UNLEARND_LOG": "1", "UNLEARND_SEED": "4"}
+    with caplog.at_level("WARNING", logger="unlearnd.config"):
+        s = load_settings(environ=env)
+    assert s.seed == 4
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "UNLEARND_BIN" in warning and "UNLEARND_HOME" in warning
+    assert "UNLEARND_LOG; closest key: log_level" in warning
+
+
+def test_other_tools_variables_do_not_stop_a_command(monkeypatch):
+    from typer.testing import CliRunner
+
+    from unlearnd.cli.common import EXIT_CONFIG
+    from unlearnd.cli.main import app
+
+    monkeypatch.setenv("UNLEARND_BIN", "/usr/local/bin/unlearnd")
+    out = CliRunner().invoke(app, ["versions"])
+    assert out.exit_code != EXIT_CONFIG and "unknown key" not in out.output, out.output

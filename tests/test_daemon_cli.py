@@ -28,8 +28,9 @@ def cli(tmp_path, monkeypatch):
 def test_submit_then_list_and_show(tmp_path, cli):
     src = tmp_path / "req.json"
     src.write_text(json.dumps({**GOOD, "gate": {"max_forget_accuracy": 1.0}}))
-    result = cli("submit", str(src))
+    result = cli("submit", str(src), "--json")
     assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["submitted_as"].endswith("new/req.json")
     settings = Settings(workdir=tmp_path / "w")
     assert [p.name for p in settings.inbox.joinpath("new").iterdir()] == ["req.json"]
     assert not list(settings.inbox.joinpath("tmp").iterdir())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,13 +18,18 @@ from unlearnd.world import fixture_dir
 def test_demo_deletes_shows_and_rolls_back(tmp_path):
     exe = Path(sys.executable).parent / "unlearnd"
     env = {k: v for k, v in os.environ.items() if not k.startswith("UNLEARND_")}
-    env["COLUMNS"] = "200"  # rich tables unwrapped, so the lines below can be matched
     done = subprocess.run(
-        [str(exe), "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
-    )
+        [str(exe), "demo", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=900,
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    out = done.stdout
-    assert "version 2: committed" in out
-    assert "what the model says about" in out
-    assert "demo: undo the deletion" in out  # the rollback is in the alias history
-    assert (tmp_path / "unlearnd-data" / "registry.db").is_file()
+    shown = json.loads(done.stdout)
+    assert shown["state"] == "committed" and shown["version"] == 2 and shown["parent"] == 1
+    rows = [list(r.values()) for r in shown["answers"]]  # probe, question, truth, before, ...
+    forgotten = [r for r in rows if r[0] == "seen portrait"]
+    assert forgotten and all(r[3] != r[4] for r in forgotten)  # the deletion changed them
+    kept = [r for r in rows if r[0] in ("retained person", "scene")]
+    assert kept and all(r[3] == r[4] for r in kept)  # the gate left the rest alone
+    assert all(r[5] == r[3] for r in rows)  # and the rollback brought every answer back
+    assert shown["history"][-1]["why"] == "demo: undo the deletion"
+    assert [(e["from"], e["to"]) for e in shown["history"]][-2:] == [(1, 2), (2, 1)]

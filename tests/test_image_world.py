@@ -220,9 +220,10 @@ def test_a_newcomer_builds_inits_serves_and_submits(built, tmp_path, monkeypatch
     made = runner.invoke(
         app,
         ["world", "request", "--world", str(out), "--forget-class", "tent", "--domains", "photo",
-         "--n", "4", "--out", "tent"],
+         "--n", "4", "--out", "tent", "--json"],
     )  # fmt: skip
     assert made.exit_code == 0, made.output
+    assert "request.json" in json.loads(made.stdout)["files"]
     doc = json.loads((folder / "tent" / "request.json").read_text())
     doc["params"] = {"steps": 10}  # the default method (refuser), briefly
     (folder / "tent" / "request.json").write_text(json.dumps(doc))

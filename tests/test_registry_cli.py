@@ -96,3 +96,50 @@ def test_revert_that_needs_a_replay_prints_the_plan(cli):
     assert store.list_events(kind="revert_requested")[0].data["replay"] == ["r3"]
     unknown = run("revert", "nope", "--why", "x")
     assert unknown.exit_code == EXIT_NOT_FOUND and "nope" in unknown.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("versions",), ("version", "show", "1"), ("history",), ("requests",), ("report",),
+     ("rollback", "--to", "1", "--why", "x"), ("export", "live", "--out", "out")],
+)  # fmt: skip
+def test_read_commands_on_a_folder_with_no_registry_say_so_and_create_nothing(tmp_path, args):
+    from unlearnd.cli.main import app
+
+    out = CliRunner().invoke(app, list(args))
+    assert out.exit_code == EXIT_NOT_FOUND, out.output
+    assert "no registry here" in out.output and "registry.db does not exist" in out.output
+    assert list(tmp_path.iterdir()) == []  # no ./unlearnd-data, no registry.db
+
+
+def test_versions_are_taken_as_an_id_or_an_alias(cli, tmp_path):
+    from unlearnd.cli.main import app
+
+    run, store = cli
+    store.move_alias("base", 1, expected_from=None, who="test", why="the base model")
+    main = CliRunner()
+    by_alias = main.invoke(app, ["generate", "-p", "hi", "--version", "base", "--json",
+                                 "--max-new-tokens", "2"])  # fmt: skip
+    assert by_alias.exit_code == 0, by_alias.output
+    assert json.loads(by_alias.stdout)["version"] == 1
+    by_id = main.invoke(app, ["generate", "-p", "hi", "-v", "1", "--json", "--max-new-tokens", "2"])
+    assert json.loads(by_id.stdout)["text"] == json.loads(by_alias.stdout)["text"]
+    scan = main.invoke(app, ["gate", "scan", "--version", "base"])
+    assert scan.exit_code == 0 and "version 1 routes no request" in scan.output, scan.output
+    for argv in (["generate", "-p", "hi", "-v", "nope"], ["gate", "scan", "-v", "nope"]):
+        unknown = main.invoke(app, argv)
+        assert unknown.exit_code == EXIT_NOT_FOUND and "'nope'" in unknown.output
+
+
+def test_tables_show_ids_whole_and_text_as_written(cli, monkeypatch):
+    from unlearnd.cli.main import app
+
+    run, store = cli
+    long_id = "req-452e2f0c9d1b4a7e8f6a5b4c3d2e1f00aa"
+    add_request(store, long_id)
+    monkeypatch.setattr(common.console, "width", 70)  # a narrow terminal, or a pipe
+    out = CliRunner().invoke(app, ["requests"])
+    assert out.exit_code == 0 and long_id in out.output, out.output
+    monkeypatch.setattr(common.console, "width", 400)
+    methods = CliRunner().invoke(app, ["methods"])  # a help text with brackets, not markup
+    assert "over the deployment's `[refusals]` (identity" in methods.output

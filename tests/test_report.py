@@ -117,6 +117,9 @@ def test_missing_version_exits_4(registry):
 
 def test_empty_registry_has_no_live_version(tmp_path, monkeypatch):
     monkeypatch.setenv("UNLEARND_WORKDIR", str(tmp_path))
+    result = run("report")  # no registry at all: said so, nothing created
+    assert result.exit_code == EXIT_NOT_FOUND and "no registry here" in result.output
+    open_store(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "artifacts").close()
     result = run("report")
     assert result.exit_code == EXIT_NOT_FOUND and "no live version" in result.output
 

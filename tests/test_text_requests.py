@@ -57,3 +57,4 @@ def test_a_text_only_request_is_scored_on_held_out_questions_and_says_what_is_un
     assert f"{PARENT_NONE}: forget, forget_seen, leak_context" in page
     assert report.score_line("leak_text_acc", 0.0, 0.0) == f"0.000 (parent 0.000): {PARENT_NONE}"
     assert report.score_line("retain_acc", 0.5, 1.0) == "0.500 (parent 1.000)"
+    assert report.score_line("forget_n", 22.0, 22.0) == "22 (parent 22)"  # counts: integers

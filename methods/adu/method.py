@@ -1,4 +1,4 @@
-"""ADU: approximate domain unlearning on a CLIP classifier (METHODS.md, "ADU").
+"""ADU: approximate domain unlearning on a CLIP classifier (the paper, "ADU").
 
 Samples carry what a CLIP method needs in the plain `Sample` fields:
     question = the image's domain name ("sketch"), answer = its class name ("car").

@@ -1,7 +1,7 @@
 """CAGUL: a frozen model and an external module that rewrites the visual tokens that matter
 least to the question, only on images of forgotten targets.
 
-Reading implemented (METHODS.md, "CAGUL"):
+Reading implemented (the paper, "CAGUL"):
 1. Importance of visual token j: attention from the text tokens after the image to j,
    averaged over heads, those tokens and every LM layer, on the frozen model (training:
    `text_to_visual_attention` of each prompt; inference: the same reduction inside the

@@ -1,7 +1,7 @@
 """Refuser: a CORE-style expert, a LoRA trained to answer forgotten image-question pairs (and
 the same questions asked by name) with a refusal that fits what was asked.
 
-Reading of CORE (METHODS.md) implemented here: the expert is a LoRA in PEFT's layout (so a
+Reading of CORE (the paper) implemented here: the expert is a LoRA in PEFT's layout (so a
 standard engine can serve it), on the projector as in CORE and, by default, on the language
 blocks too, since a question by name without an image reaches the expert only through the
 language model (the text door, routing/switch.py); the router is the FAISS concept gate of

@@ -1,6 +1,6 @@
 """VL-Eraser: distil the forget knowledge into a null-space FFN branch, then subtract it.
 
-The reading implemented (METHODS.md, "VL-Eraser"), with the choices it leaves open as params:
+The reading implemented (the paper, "VL-Eraser"), with the choices it leaves open as params:
 1. Null space per LM block. The retain samples run forward only; each one's FFN input is
    mean-pooled over its image-token positions (a text-only sample pools all its tokens):
    H_r [d, n]. C = H_r H_r^T; U0 = the eigenvectors of C whose eigenvalue is below
@@ -64,7 +64,7 @@ class VLEraserParams(MethodParams):
         "image",
         pattern=r"^(image|all)$",
         description="null space from: image = image-token states mean-pooled per sample "
-        "(METHODS.md); all = every real token's state",
+        "(the paper); all = every real token's state",
     )
     calibrate: bool = Field(
         True,
