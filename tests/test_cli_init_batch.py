@@ -217,7 +217,7 @@ def test_generate_says_which_model_it_serves(vlm_project, tmp_path, monkeypatch)
     own = run("generate", "-p", "hi", "--max-new-tokens", "2", "--threads", "1")
     assert own.exit_code == 0, own.output
     said = " ".join(own.stderr.split())
-    assert f"serving {load_world().model_dir.resolve()} (llava), the base model" in said
+    assert f"serving {load_world().model_dir.resolve()} (llava), version 1" in said  # the base
     assert "demo world" not in said
     bare = tmp_path / "bare"  # no unlearnd.toml: the built-in world, said plainly
     bare.mkdir()
