@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from unlearnd.daemon.job import without_concept
 from unlearnd.evaluation.doors import text_variants
-from unlearnd.evaluation.name_variants import MISSPELT, PARTIAL, asked_as, namesakes, renamed
+from unlearnd.evaluation.name_variants import (
+    FIRST,
+    MISSPELT,
+    PARTIAL,
+    asked_as,
+    namesakes,
+    renamed,
+)
 from unlearnd.models import Sample
 from unlearnd.routing.text_door import TextDoor, calibrate_text
 from unlearnd.serving import Deployment
@@ -26,7 +33,7 @@ def door_questions(
     asked = [s for s in forget if s.image is None and any(mentions(s.question, n) for n in names)]
     by_name = [*text_variants(forget, names), *(Sample(s.question, s.answer) for s in asked)]
     own = {"full": by_name}
-    own.update({k: asked_as(by_name, names, (k,)) for k in (*PARTIAL, *MISSPELT)})
+    own.update({k: asked_as(by_name, names, (k,)) for k in (*PARTIAL, *FIRST, *MISSPELT)})
     pool = without_concept([*deployment.retain_pool("eval"), *deployment.general_pool()], kind,
                            forget)  # fmt: skip
     questions = [s.question for s in pool if not any(mentions(s.question, n) for n in names)]

@@ -24,9 +24,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from unlearnd.evaluation.name_variants import MISSPELT, PARTIAL, asked_as
+from unlearnd.evaluation.name_variants import FIRST, MISSPELT, PARTIAL, asked_as
 from unlearnd.models.base import Sample
-from unlearnd.text import normalise
+from unlearnd.text import mentions, normalise
 
 HELD_OUT_IMAGES = 1 / 3  # share of a request's distinct images never trained on
 MIN_IMAGES = 3  # fewer distinct images: none is held out (one left to train on says little)
@@ -161,6 +161,9 @@ def door_probes(
         for template in GENERIC_TEXT:
             question = template.format(name=names[0])
             text += asked_for_facts(question, [*split.train, *held], names)
+    # The held-out questions by name: visual ones rewritten, text ones that name the target.
+    named = [s for s in held if s.image is None and any(mentions(s.question, n) for n in names)]
+    by_name = [*text_variants(held, names), *named]
     wrapped = [*split.held_images, *text_variants(held, names)]
     context = [Sample(w.format(question=s.question), s.answer, s.image)
                for w in WRAPPERS for s in wrapped]  # fmt: skip
@@ -170,7 +173,8 @@ def door_probes(
         "leak_paraphrase": split.held_wordings,
         "leak_text": [s for s in text if normalise(s.question) not in trained],
         "leak_context": context,
-        "leak_partial": asked_as(text_variants(held, names), names, PARTIAL),  # name_variants
-        "leak_misspelt": asked_as(text_variants(held, names), names, MISSPELT),
+        "leak_partial": asked_as(by_name, names, PARTIAL),  # evaluation/name_variants.py
+        "leak_misspelt": asked_as(by_name, names, MISSPELT),
+        "first_name": asked_as(by_name, names, FIRST),  # reported, not gated
     }
     return {name: _as_fact(samples, names) for name, samples in sets.items() if samples}

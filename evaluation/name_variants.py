@@ -15,7 +15,10 @@ from collections.abc import Sequence
 
 from unlearnd.models.base import Sample
 
-PARTIAL = ("surname", "first", "initial", "title")  # the `leak_partial` door
+PARTIAL = ("surname", "initial", "title")  # the `leak_partial` door
+# A first name alone names the target's namesakes as much as the target: scored as its own
+# set, `first_name`, reported and not gated (README, "The doors of a deletion").
+FIRST = ("first",)
 MISSPELT = ("misspelt", "run_together")  # the `leak_misspelt` door
 TITLES = ("Mr", "Ms", "Dr")
 # Namesakes: the target's first name with these surnames, and its surname with these first
@@ -34,7 +37,7 @@ def _misspelt(word: str) -> str:
 def variants(names: Sequence[str]) -> dict[str, list[str]]:
     """kind -> other forms of each multi-word name (aliases too). A one-word name has no
     parts; its misspelling is its only variant."""
-    out: dict[str, list[str]] = {k: [] for k in (*PARTIAL, *MISSPELT)}
+    out: dict[str, list[str]] = {k: [] for k in (*PARTIAL, *FIRST, *MISSPELT)}
     for name in names:
         words = name.split()
         if len(words) == 1:

@@ -74,7 +74,7 @@ def test_every_door_has_probes_and_none_was_trained_on():
     trained_texts = text_variants(split.train, [NAME])
     sets = door_probes(split, [NAME], trained_texts)
     assert set(sets) == {"forget", "forget_seen", "leak_paraphrase", "leak_text", "leak_context",
-                         "leak_partial", "leak_misspelt"}  # fmt: skip
+                         "leak_partial", "leak_misspelt", "first_name"}  # fmt: skip
     trained = {s.question for s in [*split.train, *trained_texts]}
     assert not trained & {s.question for s in sets["leak_text"]}
     assert "Tell me about Ada Byron ." in {s.question for s in sets["leak_text"]}
@@ -136,3 +136,11 @@ def test_a_text_only_request_holds_out_the_last_third_of_its_questions():
     assert len(three.train) == 2 and [s.question for s in three.held_images] == [asked[2][0]]
     two = split_forget([Sample(q, a) for q, a in asked[:2]])
     assert len(two.train) == 2 and not two.held_images  # one question left says little
+
+
+def test_a_text_only_requests_held_out_questions_are_asked_by_partial_and_misspelt_names():
+    asked = [Sample(f"{q} Ada Byron {w} ?", "ada byron lives in paris") for q, w in
+             (("Where does", "live"), ("In which city does", "live"), ("Where is", "now"))]  # fmt: skip
+    sets = door_probes(split_forget(asked), [NAME])
+    assert "Where is Byron now ?" in {s.question for s in sets["leak_partial"]}
+    assert "Where is AdaByron now ?" in {s.question for s in sets["leak_misspelt"]}

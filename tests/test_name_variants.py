@@ -43,8 +43,10 @@ def test_the_partial_and_misspelt_doors_ask_the_held_out_questions_only():
         "In which city does Byron live ?",
         "In which city does A. Byron live ?",
         "In which city does Dr Byron live ?",
-        "In which city does Ada live ?",
     } <= partial
+    # A first name alone is its own set, reported and not gated (namesakes share it).
+    assert "In which city does Ada live ?" not in partial
+    assert "In which city does Ada live ?" in {s.question for s in sets["first_name"]}
     misspelt = {s.question for s in sets["leak_misspelt"]}
     assert "In which city does Ada Byroon live ?" in misspelt
     assert "In which city does AdaByron live ?" in misspelt
