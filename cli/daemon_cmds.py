@@ -164,6 +164,7 @@ def request_show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """State, attempts, errors, timings and resulting version of one request."""
+    from unlearnd.evaluation.promotion import PARENT_NONE, unmeasurable
     from unlearnd.registry import NotFound
 
     store = _store(ctx)
@@ -189,6 +190,9 @@ def request_show(
         summary[f"version {version['id']}"] = (
             f"{version['status']} (parent {version['parent_id']}), timings {version['timings']}"
         )
+        silent = unmeasurable(version.get("metrics") or {})
+        if silent:
+            summary[f"version {version['id']} {PARENT_NONE}"] = ", ".join(silent)
         routing = (version.get("metrics") or {}).get("routing")
         if routing:  # the expert-pool decision with its scores (routing/pool.py)
             scores = ", ".join(f"{k} {v:.3f}" for k, v in routing["relevance"].items()) or "none"

@@ -53,9 +53,7 @@ def report(
     head = {k: s[k] for k in ("version", "kind", "status", "method", "request_id", "parent_id")}
     head["aliases"] = ", ".join(s["aliases"])
     print_mapping(head, title=f"version {version_id}")
-    scores = {
-        k: f"{v:.3f}  (parent {_num(s['parent_metrics'].get(k))})" for k, v in s["metrics"].items()
-    }
+    scores = {k: rep.score_line(k, v, s["parent_metrics"].get(k)) for k, v in s["metrics"].items()}
     if scores:
         print_mapping(scores, title="scores")
     if s["gate"]:
@@ -67,7 +65,3 @@ def report(
         origin = "rendered now: no stored report" if not fresh else "rendered now"
     console.print(f"report: {data['html']}", highlight=False, soft_wrap=True)
     console.print(f"({origin})", highlight=False, soft_wrap=True)
-
-
-def _num(value) -> str:
-    return "-" if value is None else f"{value:.3f}"

@@ -37,7 +37,7 @@ class ModelSettings(_Section):
     retain_pool: str = ""
     general_pool: str = ""
     # JSONL of per-target probes {"target", "probe", "question", "answer" (the fact),
-    # "image"}: the deployment's own ways to ask for a forgotten fact ("" = none).
+    # "image", optional "facts"}: the deployment's ways to ask for a forgotten fact ("" = none).
     probe_sets: str = ""
     eval_samples: int = Field(48, ge=1)  # per pool, when evaluating a candidate
 

@@ -21,7 +21,7 @@ from unlearnd.daemon.request_store import open_image
 from unlearnd.daemon.schema import RequestV1
 from unlearnd.evaluation.candidate import AnswerSets
 from unlearnd.evaluation.domains import DomainSets
-from unlearnd.evaluation.doors import door_probes, fact, split_forget, text_variants
+from unlearnd.evaluation.doors import asked_for_facts, door_probes, split_forget, text_variants
 from unlearnd.methods import Method, MethodParams, get_method
 from unlearnd.models import Sample
 from unlearnd.models.loading import CLASSES
@@ -98,29 +98,30 @@ def load_inputs(item: WorkItem, deployment: Deployment) -> JobInputs:
                              **req.params.get("refusals", {})}  # fmt: skip
     params = method.validate_params(given)
     check_fits(req.kind, method, deployment.family, has_images(req))
-    forget = [Sample(s.question, s.answer, open_image(item.folder, s)) for s in req.forget]
-    own_retain = [
-        Sample(s.question, s.answer, open_image(item.folder, s)) for s in (req.retain or [])
-    ]
+    forget = [Sample(s.question, s.answer, open_image(item.folder, s), tuple(s.facts))
+              for s in req.forget]  # fmt: skip
+    own_retain = [Sample(s.question, s.answer, open_image(item.folder, s), tuple(s.facts))
+                  for s in (req.retain or [])]  # fmt: skip
     if deployment.family == "clip":
         retain, evaluation = _domain_sets(deployment, forget, own_retain)
         return JobInputs(item, method, params, forget, retain, evaluation)
     names = req.target.names
-    split = split_forget(forget)  # a share of the images and wordings is never trained on
+    split = split_forget(forget)  # a share of the images (or questions) is never trained on
     texts = text_variants(split.train, names) if method.needs.text_variants else []
     retain = own_retain or without_concept(deployment.retain_pool("train"), req.kind, forget)
     kept = without_concept(deployment.retain_pool("eval"), req.kind, forget)
-    sets = door_probes(split, names, texts)  # "forget": the held-out pictures, if any
+    sets = door_probes(split, names, texts)  # "forget": the held-out pictures or questions
     sets.update(retain=kept, general=deployment.general_pool())
     # How often the parent states the target's facts about unrelated samples: chance.
-    facts = sorted({fact(s.answer, names) for s in forget} - {""})
-    sets["unrelated"] = [Sample(s.question, f, s.image) for s in kept for f in facts]
+    sets["unrelated"] = [u for s in kept for u in asked_for_facts(s.question, forget, names,
+                                                                 s.image)]  # fmt: skip
     # The deployment's own probes about the target, less any the method trains on.
     trained = {normalise(s.question) for s in texts}
     for name, probes in deployment.probe_sets([*names, *(s.answer for s in forget)]).items():
         fresh = [p for p in probes if p.image is not None or normalise(p.question) not in trained]
         sets[name] = [*sets.get(name, []), *fresh]
-    return JobInputs(item, method, params, [*split.train, *texts], retain, AnswerSets(sets))
+    evaluation = AnswerSets(sets, names)
+    return JobInputs(item, method, params, [*split.train, *texts], retain, evaluation)
 
 
 def _domain_sets(

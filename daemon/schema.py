@@ -43,11 +43,17 @@ class _Strict(BaseModel):
 
 
 class Sample(_Strict):
-    """One forget or retain example; `image` is a path inside the bundle (None: text only)."""
+    """One forget or retain example; `image` is a path inside the bundle (None: text only).
+    `facts`: what an answer must say to count as stating it ("Hogwarts"); without them a
+    short `answer` is the fact, and a sentence is compared with the parent's own answer
+    (evaluation/metrics.py `stated`)."""
 
     image: str | None = None
     question: str = Field(min_length=1, max_length=10_000)
     answer: str = Field("", max_length=10_000)
+    facts: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
+        default_factory=list, max_length=50
+    )
 
 
 class Target(_Strict):
@@ -108,6 +114,10 @@ class RequestV1(_Strict):
         doc = self.model_dump(mode="json", by_alias=True)
         if not doc["target"]["aliases"]:  # absent, as before aliases existed: same hash
             del doc["target"]["aliases"]
+        for samples in (doc["forget"], doc["retain"]):  # likewise a sample's empty facts
+            for sample in samples if isinstance(samples, list) else []:
+                if not sample["facts"]:
+                    del sample["facts"]
         return doc
 
 

@@ -102,11 +102,11 @@ class UnlearningPipeline:
 
         progress.stage("evaluating")
         t = time.monotonic()
-        after = inputs.evaluation.measure(placed.candidate)
+        after = inputs.evaluation.measure(placed.candidate, before)  # also vs the parent's answers
         metrics = inputs.evaluation.compare(before, after)
         if base_forget is not None:
             metrics["base_forget_acc"] = base_forget
-        metrics.update(self._attacks(inputs, placed))
+        metrics.update(self._attacks(inputs, placed, before))
         timings["evaluate_s"] = time.monotonic() - t
         return self._conclude(inputs, base_fingerprint, placed, metrics, timings, started)
 
@@ -124,10 +124,10 @@ class UnlearningPipeline:
         if sets is None:  # a CLIP's domain sets: the parent's score is the reference
             return None
         with suspended(fam):
-            hit = candidate.hits(fam, sets["forget"])
+            hit = candidate.hits(fam, sets["forget"], inputs.evaluation.names)
         return sum(hit) / len(hit)
 
-    def _attacks(self, inputs: JobInputs, placed: Placed) -> dict[str, float]:
+    def _attacks(self, inputs: JobInputs, placed: Placed, before: dict) -> dict[str, float]:
         """Relearning and quantization, per door, for a version whose weights would be served
         merged (not a routed expert, not a CLIP's domain prompts)."""
         e = self.settings.evaluation
@@ -137,7 +137,7 @@ class UnlearningPipeline:
         doors = {k: v for k, v in sets.items() if k == "forget" or k.startswith("leak_")}
         train_on = [s for s in inputs.forget if s.image is not None]
         return probes.attacked(placed.candidate.fam, train_on, doors, e.relearn_steps,
-                               e.quantize_bits)  # fmt: skip
+                               e.quantize_bits, before, inputs.evaluation.names)  # fmt: skip
 
     def _conclude(
         self,
@@ -166,15 +166,20 @@ class UnlearningPipeline:
             "metrics": metrics,
             "timings": timings,
         }
+        silent = promotion.unmeasurable(metrics)  # doors whose parent stated nothing
+        before, after = metrics.get("parent_forget_acc") or 0, metrics.get("forget_acc") or 0
+        others = [d for d in silent if d != "forget"]
         log.info(
-            "request %s: %s, forget %.2f -> %.2f, gate %s",
+            "request %s: %s, forget %s, gate %s%s",
             inputs.request_id,
             method.name,
-            metrics.get("parent_forget_acc") or 0,
-            metrics.get("forget_acc") or 0,
+            promotion.PARENT_NONE if "forget" in silent else f"{before:.2f} -> {after:.2f}",
             "passed" if decision.passed else f"failed ({'; '.join(decision.failed)})",
+            f"; {promotion.PARENT_NONE}: {', '.join(others)}" if others else "",
         )
         summary = {"forget_acc": metrics.get("forget_acc"), "gate": decision.passed}
+        if silent:
+            summary["not_measurable"] = silent
         if placed.routing:
             summary["routing"] = placed.routing
         return PipelineResult(version, decision.passed, summary, routing=placed.records)

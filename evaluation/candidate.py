@@ -1,7 +1,10 @@
 """Scoring a model on sample sets: the numbers the gate compares, candidate against parent.
 
-A sample counts as answered (for a leak probe: the fact as stated) when its reference
-appears anywhere in the model's full greedy answer, normalised, within MAX_NEW_TOKENS.
+A sample counts as answered (for a leak probe: the fact as stated) when the model's full
+greedy answer, within MAX_NEW_TOKENS, states it by `metrics.stated`: a given fact or a short
+answer appears, or a sentence answer's fact is mostly there. The parent is measured first;
+its answers are kept (`Measured.said`) and the candidate is also scored against them, so a
+candidate repeating what its parent stated counts, whatever the request's wording.
 Candidate and parent answer the same samples; a candidate's figure on a set is also given
 relative to what the parent got right (`{set}_kept`): the share of the samples the parent
 answered that the candidate still answers, None ("not measurable") when the parent answered
@@ -38,10 +41,17 @@ def answers(
     return out
 
 
-def hits(fam: ModelFamily, samples: Sequence[Sample]) -> list[bool]:
-    """Per sample: does the answer contain its reference (normalised, whole words)?"""
+def stated(
+    said: str, sample: Sample, parent_said: str | None = None, names: Sequence[str] = ()
+) -> bool:
+    """`metrics.stated` of one sample's answer."""
+    return metrics.stated(said, sample.question, sample.answer, sample.facts, parent_said, names)
+
+
+def hits(fam: ModelFamily, samples: Sequence[Sample], names: Sequence[str] = ()) -> list[bool]:
+    """Per sample: does the answer state it (`stated`, with no parent's answers)?"""
     said = answers(fam, samples) if samples else []
-    return [metrics.answer_match(a, s.answer) for a, s in zip(said, samples, strict=True)]
+    return [stated(a, s, None, names) for a, s in zip(said, samples, strict=True)]
 
 
 def accuracy(fam: ModelFamily, samples: Sequence[Sample]) -> float:
@@ -63,29 +73,49 @@ def kept(parent: Sequence[bool], candidate: Sequence[bool]) -> float | None:
     return sum(right) / len(right) if right else None
 
 
+def _prompt(s: Sample) -> tuple[str, int]:
+    return s.question, id(s.image)
+
+
+class Measured(dict[str, list[bool]]):
+    """Per set, per sample: stated or not; `said`: the answer to each distinct prompt."""
+
+    def __init__(self, hits: dict[str, list[bool]], said: dict[tuple[str, int], str]):
+        super().__init__(hits)
+        self.said = said
+
+
 @dataclass(frozen=True)
 class AnswerSets:
-    """What a vision-language job is scored on: named sets of samples, scored by answer."""
+    """What a vision-language job is scored on: named sets of samples, scored by answer.
+    `names`: the target's names, no content word of a sentence's fact (metrics.content_words)."""
 
     sets: dict[str, Sequence[Sample]]
+    names: Sequence[str] = ()
 
     def score(self, model) -> dict[str, float]:
         return score(model, self.sets)
 
-    def measure(self, model) -> dict[str, list[bool]]:
-        """Per set, per sample: answered or not. Each distinct prompt (question and image)
-        is generated once, however many sets and references ask it."""
+    def measure(self, model, parent: Measured | None = None) -> Measured:
+        """Per set, per sample: stated or not. Each distinct prompt (question and image) is
+        generated once, however many sets and references ask it. With `parent` (the parent's
+        own measurement), a sample the parent stated is also scored against its answer."""
         unique: dict[tuple, Sample] = {}
         for samples in self.sets.values():
             for s in samples:
-                unique.setdefault((s.question, id(s.image)), s)
+                unique.setdefault(_prompt(s), s)
         keys = list(unique)
         said = dict(zip(keys, answers(model, [unique[k] for k in keys]), strict=True))
-        return {
-            name: [metrics.answer_match(said[(s.question, id(s.image))], s.answer) for s in samples]
-            for name, samples in self.sets.items()
-            if samples
-        }
+        out = {}
+        for name, samples in self.sets.items():
+            if not samples:
+                continue
+            was = parent[name] if parent is not None else [False] * len(samples)
+            out[name] = [
+                stated(said[_prompt(s)], s, parent.said[_prompt(s)] if p else None, self.names)
+                for s, p in zip(samples, was, strict=True)
+            ]
+        return Measured(out, said)
 
     def compare(
         self, parent: dict[str, list[bool]], candidate: dict[str, list[bool]]

@@ -76,7 +76,8 @@ class DomainSets:
     classes: Sequence[str]
     forgotten: Sequence[str]
 
-    def measure(self, model) -> dict[str, Any]:
+    def measure(self, model, parent: dict[str, Any] | None = None) -> dict[str, Any]:
+        """`parent` is unused: a class label needs no parent's answer to score against."""
         return score_domains(model.fam, self.samples, self.classes, self.forgotten)
 
     def compare(self, parent: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:

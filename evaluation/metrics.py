@@ -1,7 +1,8 @@
-"""Basic answer metrics: normalised exact match, answer match, multiple choice, cloze, ROUGE-L.
+"""Basic answer metrics: normalised exact match, answer match, multiple choice, cloze, ROUGE-L,
+and `stated`: the one rule for whether an answer states what a sample asks for.
 
 Plain functions over strings (and option scores), so every figure of the evaluation can be
-recomputed by hand. Answers are compared normalised (evaluation/text.py).
+recomputed by hand. Answers are compared normalised (core/text.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,68 @@ def answer_match(prediction: str, reference: str) -> bool:
     (a model that says "she is a baker" for "baker" is right). An empty reference never
     matches."""
     return mentions(prediction, reference)
+
+
+# Words that carry no fact: a sentence's frame ("she is", "it was in the"), which a refusal or
+# an echo of the question shares with any answer. After normalise(): "can't" is "can t".
+STOP_WORDS = frozenset(
+    "i me my you your he him his she her it its we our they them their this that these those "
+    "is are was were be been being am do does did have has had will would can could shall "
+    "should may might must of in on at to for from by with about as into over under and or "
+    "but not no so than then there here what which who whom whose where when why how also "
+    "very just m s t d ll re ve".split()
+)
+SHORT_ANSWER_WORDS = 3  # a reference of at most this many words is a short answer (a fact)
+# A sentence counts as stated from this share of its fact on (ROUGE-L recall of the content
+# words): with a fact of 2 words both, of 3 or 4 words all but one, of 5 words 3.
+SENTENCE_RECALL = 0.6
+
+
+def content_words(text: str, drop: Sequence[str] = ()) -> list[str]:
+    """The normalised words of `text` that can carry a fact: no stop word, and no word of the
+    `drop` texts (the question, the target's names: an echo of them states nothing)."""
+    dropped = STOP_WORDS | {w for d in drop for w in normalise(d).split()}
+    return [w for w in normalise(text).split() if w not in dropped]
+
+
+def rouge_l_recall(prediction: Sequence[str], reference: Sequence[str]) -> float:
+    """ROUGE-L recall over word lists: the longest common subsequence / the reference's
+    length (TOFU's and MLLMU-Bench's answer score); 0 for an empty reference."""
+    return _lcs_length(list(prediction), list(reference)) / len(reference) if reference else 0.0
+
+
+def fact_recall(said: str, reference: str, question: str, names: Sequence[str] = ()) -> float:
+    """ROUGE-L recall of the answer against a reference sentence, both reduced to their
+    content words absent from the question and the names: the reference's are its fact."""
+    drop = [question, *names]
+    return rouge_l_recall(content_words(said, drop), content_words(reference, drop))
+
+
+def stated(
+    said: str,
+    question: str,
+    answer: str,
+    facts: Sequence[str] = (),
+    parent_said: str | None = None,
+    names: Sequence[str] = (),
+) -> bool:
+    """Does the answer `said` state the sample (question, answer, facts)? The one rule:
+    1. facts given: any of them appears (normalised, whole words); nothing else counts;
+    2. else the answer appears as whole words (a short answer such as "paris" must);
+    3. else, for a sentence answer (more than SHORT_ANSWER_WORDS words), its fact recall
+       (`fact_recall`) against the answer, or against `parent_said`, reaches
+       SENTENCE_RECALL. `parent_said`: the parent's answer where the parent stated the
+       sample, so a candidate that says what its parent said counts, in any wording the
+       parent used; the parent itself is scored against the answer alone.
+    An empty answer with no facts is never stated."""
+    if facts:
+        return any(mentions(said, f) for f in facts)
+    if mentions(said, answer):
+        return True
+    if len(normalise(answer).split()) <= SHORT_ANSWER_WORDS:
+        return False
+    references = [answer] if parent_said is None else [answer, parent_said]
+    return any(fact_recall(said, r, question, names) >= SENTENCE_RECALL for r in references)
 
 
 def _check_lengths(a: Sequence, b: Sequence, what: str) -> None:

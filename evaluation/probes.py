@@ -22,7 +22,7 @@ import torch
 from peft.tuners.lora import LoraLayer
 
 from unlearnd.evaluation import metrics
-from unlearnd.evaluation.candidate import accuracy
+from unlearnd.evaluation.candidate import AnswerSets, Measured, accuracy
 from unlearnd.methods.shared import lora
 from unlearnd.methods.shared.loop import Batches, train
 from unlearnd.models.base import ModelFamily, Sample
@@ -101,17 +101,18 @@ def attacked(
     doors: dict[str, Sequence[Sample]],
     relearn_steps: int = 10,
     bits: Sequence[int] = (8, 4),
+    parent: Measured | None = None,
+    names: Sequence[str] = (),
 ) -> dict[str, float]:
     """`{attack}_{door}_acc` for every door after each attack: `relearn` (relearned on
-    `train_on`), `q8`, `q4`... (quantized): how much of each door comes back."""
-    from unlearnd.evaluation.candidate import AnswerSets
-
-    sets = AnswerSets({k: v for k, v in doors.items() if v})
+    `train_on`), `q8`, `q4`... (quantized): how much of each door comes back. `parent`: the
+    parent's measurement of the same samples, scored against as the candidate was."""
+    sets = AnswerSets({k: v for k, v in doors.items() if v}, names)
     models = {f"q{b}": (lambda b=b: quantized(fam, b)) for b in bits}
     if relearn_steps and train_on:
         models["relearn"] = lambda: relearned(fam, train_on, relearn_steps)
     out = {}
     for name, make in models.items():
-        for door, hits in sets.measure(make()).items():
+        for door, hits in sets.measure(make(), parent).items():
             out[f"{name}_{door}_acc"] = sum(hits) / len(hits)
     return out

@@ -24,6 +24,15 @@ from pydantic import BaseModel, ValidationError
 from unlearnd.config import PromotionSettings
 
 PASSED, FAILED, NOT_MEASURABLE = "passed", "failed", "not measurable"
+PARENT_NONE = "not measurable (parent answered none)"  # what every report line says of it
+
+
+def unmeasurable(metrics: dict[str, Any]) -> list[str]:
+    """The doors (forget sets, leak probes) on which the parent stated nothing: no figure of
+    the candidate's there says whether anything was forgotten."""
+    return sorted(k.removeprefix("parent_").removesuffix("_acc") for k, v in metrics.items()
+                  if k.startswith(("parent_forget", "parent_leak_")) and k.endswith("_acc")
+                  and v == 0)  # fmt: skip
 
 
 class ThresholdError(ValueError):

@@ -25,6 +25,7 @@ from statistics import mean
 from typing import Any
 
 from unlearnd.evaluation import plots
+from unlearnd.evaluation.promotion import PARENT_NONE
 from unlearnd.registry import RegistryStore
 
 log = logging.getLogger("unlearnd.evaluation.report")
@@ -98,8 +99,8 @@ def method_bars(versions: list) -> dict[str, dict[str, float]]:
 
 def doors(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
     """One row per door the version was scored on (the forget sets and every leak probe): the
-    candidate's and the parent's rate, the share of the parent's it kept, the sample count
-    and the gate's verdict on it."""
+    candidate's and the parent's rate, the share of the parent's it kept, the sample count,
+    the gate's verdict on it, and a note when the parent stated nothing there."""
     metrics = metrics or {}
     verdicts = {c["name"]: c.get("status", "passed" if c["passed"] else "failed")
                 for c in (metrics.get("gate") or {}).get("checks", [])}  # fmt: skip
@@ -108,10 +109,20 @@ def doors(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
         door = key.removesuffix("_acc")
         if not (door.startswith(("forget", "leak_"))):
             continue
-        rows.append({"door": door, "acc": metrics[key], "parent": metrics.get(f"parent_{key}"),
+        parent = metrics.get(f"parent_{key}")
+        rows.append({"door": door, "acc": metrics[key], "parent": parent,
                      "kept": metrics.get(f"{door}_kept"), "n": metrics.get(f"{door}_n"),
-                     "gate": verdicts.get(key, "")})  # fmt: skip
+                     "gate": verdicts.get(key, ""),
+                     "note": PARENT_NONE if parent == 0 else ""})  # fmt: skip
     return rows
+
+
+def score_line(key: str, value: float, parent: float | None) -> str:
+    """A score beside its parent's, as the report and `unlearnd report` print it; a door the
+    parent stated nothing through says so."""
+    line = f"{value:.3f} (parent {'-' if parent is None else f'{parent:.3f}'})"
+    is_door = key.startswith(("forget", "leak_")) and key.endswith("_acc")
+    return f"{line}: {PARENT_NONE}" if is_door and parent == 0 else line
 
 
 def summary(store: RegistryStore, version) -> dict[str, Any]:
@@ -152,16 +163,13 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-DOOR_COLUMNS = ("door", "acc", "parent", "kept", "n", "gate")
+DOOR_COLUMNS = ("door", "acc", "parent", "kept", "n", "gate", "note")
 
 
 def render_html(report: dict[str, Any]) -> str:
     s = report["summary"]
     head = {k: s[k] for k in ("kind", "status", "method", "request_id", "parent_id", "aliases")}
-    scores = {
-        k: f"{_fmt(v)} (parent {_fmt(s['parent_metrics'].get(k)) or '-'})"
-        for k, v in s["metrics"].items()
-    }
+    scores = {k: score_line(k, v, s["parent_metrics"].get(k)) for k, v in s["metrics"].items()}
     checks = (s["gate"] or {}).get("checks", [])
     gate_rows = "".join(
         f"<tr><td>{html.escape(c['name'])}</td><td>{_fmt(c['value']) or 'not measurable'} "
@@ -169,10 +177,8 @@ def render_html(report: dict[str, Any]) -> str:
         f"<td>{html.escape(c.get('status', 'passed' if c['passed'] else 'failed'))}</td></tr>"
         for c in checks
     )
-    door_rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(d[k]))}</td>" for k in DOOR_COLUMNS) + "</tr>"
-        for d in s.get("doors", [])
-    )
+    cells = [[html.escape(_fmt(d.get(k))) for k in DOOR_COLUMNS] for d in s.get("doors", [])]
+    door_rows = "".join(f"<tr><td>{'</td><td>'.join(row)}</td></tr>" for row in cells)
     door_head = "".join(f"<th>{k}</th>" for k in DOOR_COLUMNS)
     plots = "".join(
         f'<p><img src="{html.escape(name)}" alt="{html.escape(name)}"></p>'
@@ -183,6 +189,9 @@ def render_html(report: dict[str, Any]) -> str:
         failed = "; ".join(s["gate"]["failed"])
         text = "gate passed" if s["gate"]["passed"] else f"gate FAILED: {failed}"
         verdict = f'<p class="gate"><strong>{html.escape(text)}</strong></p>'
+    silent = [d["door"] for d in s.get("doors", []) if d["parent"] == 0]
+    if silent:
+        verdict += f"<p>{html.escape(PARENT_NONE)}: {html.escape(', '.join(silent))}</p>"
     rendered = html.escape(report.get("rendered_at") or "")
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>unlearnd v{s["version"]}</title>

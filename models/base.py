@@ -28,11 +28,13 @@ class UnsupportedOperation(NotImplementedError):
 
 @dataclass(frozen=True)
 class Sample:
-    """One (image, question, answer) example. `image` None is a text-only question."""
+    """One (image, question, answer) example. `image` None is a text-only question. `facts`:
+    what an answer must say to count as stating the sample (evaluation/metrics.py `stated`)."""
 
     question: str
     answer: str = ""
     image: Image.Image | None = None
+    facts: tuple[str, ...] = ()
 
 
 class ModelFamily(ABC):

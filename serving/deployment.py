@@ -7,7 +7,8 @@ A deployment is a local Hugging Face model folder plus JSONL files named in `[mo
 - `probe_sets` (optional): questions that should stop being answered once a target is
   forgotten, per target: rows `{"target", "probe", "question", "answer", "image"}`, where
   `probe` names the door ("text", "unseen", ...) and `answer` is the bare fact.
-Rows are `{"image": path relative to the file (optional), "question", "answer"}`. A CLIP
+Rows are `{"image": path relative to the file (optional), "question", "answer"}`; any row may
+add `"facts": [...]`, what an answer must say to count (evaluation/metrics.py `stated`). A CLIP
 deployment's retain pool holds labelled images of its domains (question = domain, answer =
 class: ADU's convention). The demo world is one such deployment: its provider writes these
 files (world/deployment.py); nothing here knows it.
@@ -44,6 +45,7 @@ class PoolRow:
     image: Path | None
     target: str = ""  # probe sets only: whom the row asks about
     probe: str = ""  # probe sets only: the door it tries
+    facts: tuple[str, ...] = ()
 
 
 def read_rows(path: Path) -> list[PoolRow]:
@@ -57,8 +59,12 @@ def read_rows(path: Path) -> list[PoolRow]:
         try:
             row = json.loads(line)
             image = path.parent / row["image"] if row.get("image") else None
+            facts = row.get("facts", [])
+            if not isinstance(facts, list) or not all(isinstance(f, str) and f for f in facts):
+                raise TypeError(f"'facts' must be a list of non-empty strings, not {facts!r}")
             rows.append(PoolRow(row["question"], row.get("answer", ""), image,
-                                row.get("target", ""), row.get("probe", "")))  # fmt: skip
+                                row.get("target", ""), row.get("probe", ""),
+                                tuple(facts)))  # fmt: skip
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise DeploymentError(f"{path}:{n}: {e}") from e
     return rows
@@ -73,7 +79,8 @@ def _open(path: Path) -> Image.Image:
 
 
 def as_samples(rows: list[PoolRow]) -> list[Sample]:
-    return [Sample(r.question, r.answer, _open(r.image) if r.image else None) for r in rows]
+    return [Sample(r.question, r.answer, _open(r.image) if r.image else None, r.facts)
+            for r in rows]  # fmt: skip
 
 
 def read_pool(path: Path) -> list[Sample]:

@@ -7,6 +7,7 @@ from PIL import Image
 
 from unlearnd.evaluation.candidate import AnswerSets, kept
 from unlearnd.evaluation.doors import (
+    WRAPPERS,
     by_name,
     door_probes,
     fact,
@@ -108,3 +109,29 @@ def test_scores_are_relative_to_what_the_parent_answered():
     m = sets.compare(before, after)
     assert m["leak_text_acc"] == 0.0 and m["parent_leak_text_acc"] == 1.0
     assert m["leak_text_kept"] == 0.0 and m["other_kept"] == 0.0 and m["leak_text_n"] == 2
+
+
+def test_a_text_only_request_holds_out_the_last_third_of_its_questions():
+    asked = [(f"What did Ada Byron write in 18{40 + i} ?", f"In 18{40 + i} she wrote poem {i}")
+             for i in range(6)]  # fmt: skip
+    forget = [Sample(q, a, None, (f"poem {i}",)) for i, (q, a) in enumerate(asked)]
+    # A second wording of the first answer: the paraphrase door, not one of the six.
+    forget.append(Sample("Which work did Ada Byron write in 1840 ?", asked[0][1]))
+    split = split_forget(forget)
+    assert [s.question for s in split.held_images] == [q for q, _ in asked[4:]]
+    assert [s.question for s in split.train] == [q for q, _ in asked[:4]]
+    assert [s.question for s in split.held_wordings] == ["Which work did Ada Byron write in 1840 ?"]
+    sets = door_probes(split, [NAME])
+    assert [s.question for s in sets["forget"]] == [q for q, _ in asked[4:]]
+    assert [s.facts for s in sets["forget"]] == [("poem 4",), ("poem 5",)]  # facts go along
+    assert len(sets["forget_seen"]) == 4
+    wrapped = {s.question for s in sets["leak_context"]}
+    assert {w.format(question=asked[5][0]) for w in WRAPPERS} <= wrapped
+    assert not {w.format(question=asked[0][0]) for w in WRAPPERS} & wrapped  # trained on
+    # Generic questions ask for every given fact, as given.
+    tell = [s for s in sets["leak_text"] if s.question == "Tell me about Ada Byron ."]
+    assert {s.facts for s in tell} >= {("poem 0",), ("poem 5",)}
+    three = split_forget([Sample(q, a) for q, a in asked[:3]])
+    assert len(three.train) == 2 and [s.question for s in three.held_images] == [asked[2][0]]
+    two = split_forget([Sample(q, a) for q, a in asked[:2]])
+    assert len(two.train) == 2 and not two.held_images  # one question left says little
