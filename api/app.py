@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from unlearnd import __version__
 from unlearnd.api import (
     errors,
+    openapi,
     prometheus,
     routes_export,
     routes_model,
@@ -47,8 +48,10 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="unlearnd", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.api = api
     app.state.metrics = prometheus.build_registry(api)
-    errors.install(app)
-    for module in (routes_requests, routes_registry, routes_export, routes_model, routes_openai,
-                   prometheus):  # fmt: skip
-        app.include_router(module.router)
+    routers = [module.router for module in (routes_requests, routes_registry, routes_export,
+                                            routes_model, routes_openai, prometheus)]  # fmt: skip
+    for router in routers:
+        app.include_router(router)
+    errors.install(app, routers)
+    openapi.install(app, routers)
     return app

@@ -9,9 +9,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
@@ -54,7 +55,16 @@ def _invalid_input(errors: Sequence[Mapping[str, Any]]) -> JSONResponse:
     return error_response(422, f"invalid input: {message}", fields=fields)
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, routers: list[APIRouter]) -> None:
+    @app.exception_handler(405)
+    async def _method(request: Request, e: HTTPException) -> JSONResponse:
+        # Starlette's Allow names the methods of the first route of the path only; GET and
+        # POST /requests are two routes.
+        path = request.url.path
+        routes = [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
+        allowed = sorted({m for r in routes if r.path_regex.match(path) for m in r.methods})
+        return error_response(405, str(e.detail), {"Allow": ", ".join(allowed)})
+
     @app.exception_handler(ApiError)
     async def _api(_: Request, e: ApiError) -> JSONResponse:
         return error_response(e.status, e.message, e.headers, **e.extra)

@@ -172,7 +172,11 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The registry answers and the inbox is writable")
+@router.get(
+    "/readyz",
+    summary="The registry answers and the inbox is writable",
+    responses={503: {"description": "Not ready: the registry or the inbox is unavailable."}},
+)
 def readyz(request: Request) -> Any:
     api = state(request)
     try:

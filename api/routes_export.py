@@ -17,6 +17,8 @@ from starlette.background import BackgroundTask
 
 from unlearnd.api.auth import WRITE
 from unlearnd.api.errors import ApiError
+from unlearnd.api.openapi import errors
+from unlearnd.api.schemas import Id
 from unlearnd.api.state import state, store
 from unlearnd.registry import RegistryStore
 
@@ -46,9 +48,10 @@ def _export(request: Request, st: RegistryStore, version_id: int, fmt: str, tmp:
     dependencies=WRITE,
     summary="A version as a PEFT folder or a merged model, in a .tar.gz",
     response_class=FileResponse,
+    responses={200: {"content": {"application/gzip": {}}}, **errors(404, 409)},
 )
 async def export(
-    version_id: int,
+    version_id: Id,
     request: Request,
     format: Literal["peft", "merged"] = Query("peft"),  # noqa: A002 - the CLI's --format
     st: RegistryStore = Depends(store),

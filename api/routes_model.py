@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from unlearnd.api.errors import ApiError
+from unlearnd.api.openapi import errors
 from unlearnd.api.schemas import ClassifyBody, GenerateBody
 from unlearnd.api.state import state, store
 from unlearnd.registry import RegistryStore
@@ -54,7 +55,11 @@ def _served(request: Request, st, version: int | None):
         raise ApiError(503, f"the served model cannot be loaded: {e}") from None
 
 
-@router.post("/generate", summary="Answer a question (about an image) through the gate")
+@router.post(
+    "/generate",
+    summary="Answer a question (about an image) through the gate",
+    responses=errors(404, 409),
+)
 def generate(
     body: GenerateBody, request: Request, st: RegistryStore = Depends(store)
 ) -> dict[str, Any]:
@@ -66,11 +71,15 @@ def generate(
         try:
             answer = served.answer(body.prompt, image, max_new_tokens=body.max_new_tokens)
         except UnsupportedOperation as e:  # a CLIP deployment: no text generation
-            raise ApiError(400, f"{e}; use /classify") from None
+            raise ApiError(409, f"{e}; use /classify") from None
     return answer.to_dict()
 
 
-@router.post("/classify", summary="Zero-shot class probabilities (CLIP deployments only)")
+@router.post(
+    "/classify",
+    summary="Zero-shot class probabilities (CLIP deployments only)",
+    responses=errors(404, 409),
+)
 def classify(
     body: ClassifyBody, request: Request, st: RegistryStore = Depends(store)
 ) -> dict[str, Any]:
@@ -81,7 +90,7 @@ def classify(
     try:
         served.check_classifies()
     except UnsupportedOperation as e:
-        raise ApiError(400, f"{e} (use /generate)") from None
+        raise ApiError(409, f"{e} (use /generate)") from None
     with lock:
         (probs,) = served.classify([image], body.labels, template=body.template).tolist()
     best = max(range(len(probs)), key=probs.__getitem__)

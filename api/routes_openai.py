@@ -15,51 +15,119 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from unlearnd.api.auth import _bearer, require_token
 from unlearnd.api.errors import ApiError
+from unlearnd.api.openapi import errors
 from unlearnd.api.routes_model import _served, checked_image, decode_base64_image
+from unlearnd.api.schemas import DB_INT_MAX, JsonInt, NonBlank
 from unlearnd.api.state import state, store
 from unlearnd.registry import RegistryStore
 
 router = APIRouter(tags=["openai"])
 
 
+# The image formats the fuzzer is taught to fill (tests/fuzz_hooks.py): JSON Schema cannot
+# say "the bytes of an image", so the format names it.
+IMAGE_URL = {
+    "format": "image-url",
+    "description": "A data: URI (base64) of an image, or an absolute local path (token holders).",
+}
+TEXT_PART = {
+    "type": "object",
+    "properties": {"type": {"const": "text"}, "text": {"type": "string", "pattern": r"\S"}},
+    "required": ["type", "text"],
+}
+IMAGE_PART = {"type": "object", "properties": {"type": {"const": "image_url"}}}
+
+
 class ImageUrl(BaseModel):
-    url: str = Field(max_length=50_000_000)
+    url: str = Field(max_length=50_000_000, json_schema_extra=IMAGE_URL)
     detail: str | None = None
 
 
-class Part(BaseModel):
+class TextPart(BaseModel):
     model_config = ConfigDict(extra="allow")
-    type: Literal["text", "image_url"]
-    text: str | None = None
-    image_url: ImageUrl | None = None
+    type: Literal["text"]
+    text: str
+
+
+class ImagePart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+Part = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="allow")
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    role: Literal["system", "developer", "assistant", "tool"]
     content: str | list[Part] | None = None
+
+
+class UserMessage(BaseModel):
+    """The question: some text, and at most one image (the served models take one)."""
+
+    model_config = ConfigDict(extra="allow")
+    role: Literal["user"]
+    content: (
+        NonBlank
+        | Annotated[
+            list[Part],
+            Field(
+                json_schema_extra={
+                    "allOf": [
+                        {"contains": TEXT_PART},
+                        {"contains": IMAGE_PART, "minContains": 0, "maxContains": 1},
+                    ]
+                }
+            ),  # fmt: skip
+        ]
+    ) = Field(description="Text, or parts: at least one with text, at most one image.")
+
+    @field_validator("content")
+    @classmethod
+    def _has_text(cls, content: str | list[TextPart | ImagePart]):
+        if isinstance(content, str):  # NonBlank
+            return content
+        if not any(isinstance(p, TextPart) and p.text.strip() for p in content):
+            raise ValueError("the question has no text")
+        if sum(isinstance(p, ImagePart) for p in content) > 1:
+            raise ValueError("the served model takes at most one image per question")
+        return content
 
 
 class ChatBody(BaseModel):
     model_config = ConfigDict(extra="allow")  # OpenAI's other options: accepted, unused
     model: str = Field(min_length=1, max_length=200, description="A version id or an alias.")
-    messages: list[Message] = Field(min_length=1, max_length=1000)
-    max_tokens: int | None = Field(None, ge=1, le=512)
-    max_completion_tokens: int | None = Field(None, ge=1, le=512)
-    stream: bool = False
-    n: int = Field(1, ge=1)
+    messages: list[Annotated[UserMessage | Message, Field(discriminator="role")]] = Field(
+        min_length=1,
+        max_length=1000,
+        json_schema_extra={"contains": {"properties": {"role": {"const": "user"}}}},
+        description="At least one user message: the last one is the question.",
+    )
+    max_tokens: Annotated[int, JsonInt] | None = Field(None, ge=1, le=512)
+    max_completion_tokens: Annotated[int, JsonInt] | None = Field(None, ge=1, le=512)
+    stream: Literal[False] = Field(False, description="Streaming is not supported.")
+    n: Annotated[int, JsonInt] = Field(1, ge=1, le=1, description="One choice per request.")
+
+    @field_validator("messages")
+    @classmethod
+    def _has_a_question(cls, messages: list[UserMessage | Message]):
+        if not any(isinstance(m, UserMessage) for m in messages):
+            raise ValueError("no user message to answer")
+        return messages
 
 
 def _version(st: RegistryStore, model: str) -> int:
-    if model.isdigit():
+    if model.isascii() and model.isdigit() and int(model) <= DB_INT_MAX:
         return int(model)
     chosen = st.get_alias(model)
     if chosen is None:
@@ -92,23 +160,20 @@ def _image(url: str, request: Request, creds: HTTPAuthorizationCredentials | Non
 
 
 def _prompt(body: ChatBody, request: Request, creds) -> tuple[str, Any]:
-    users = [m for m in body.messages if m.role == "user"]
-    if not users:
-        raise ApiError(422, "messages: no user message to answer")
-    content = users[-1].content
-    if isinstance(content, str) or content is None:
-        return content or "", None
-    texts = [p.text or "" for p in content if p.type == "text"]
-    images = [p.image_url for p in content if p.type == "image_url"]
-    if len(images) > 1:
-        raise ApiError(422, "messages: the served model takes at most one image per question")
-    if images and images[0] is None:
-        raise ApiError(422, "messages: an image_url part needs image_url.url")
-    image = _image(images[0].url, request, creds) if images else None
-    return " ".join(t.strip() for t in texts if t.strip()), image
+    content = [m for m in body.messages if isinstance(m, UserMessage)][-1].content
+    if isinstance(content, str):
+        return content.strip(), None
+    texts = [p.text.strip() for p in content if isinstance(p, TextPart)]
+    images = [p.image_url.url for p in content if isinstance(p, ImagePart)]
+    image = _image(images[0], request, creds) if images else None
+    return " ".join(t for t in texts if t), image
 
 
-@router.post("/v1/chat/completions", summary="OpenAI chat completion through the gate")
+@router.post(
+    "/v1/chat/completions",
+    summary="OpenAI chat completion through the gate",
+    responses=errors(401, 403, 404, 409, 413),
+)
 def chat_completions(
     body: ChatBody,
     request: Request,
@@ -117,20 +182,14 @@ def chat_completions(
 ) -> dict[str, Any]:
     from unlearnd.models import UnsupportedOperation
 
-    if body.stream:
-        raise ApiError(400, "stream: streaming is not supported; send stream=false")
-    if body.n != 1:
-        raise ApiError(400, "n: one choice per request")
     prompt, image = _prompt(body, request, creds)
-    if not prompt:
-        raise ApiError(422, "messages: the last user message has no text")
     budget = body.max_completion_tokens or body.max_tokens or 32
     chosen, (served, lock) = _served(request, st, _version(st, body.model))
     with lock:
         try:
             answer = served.answer(prompt, image, max_new_tokens=budget)
         except UnsupportedOperation as e:
-            raise ApiError(400, f"{e}; use /classify") from None
+            raise ApiError(409, f"{e}; use /classify") from None
         tokenizer = served.fam.tokenizer
         prompt_tokens = len(tokenizer(prompt).input_ids)
         completion_tokens = len(tokenizer(answer.text, add_special_tokens=False).input_ids)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from unlearnd.api.auth import WRITE
-from unlearnd.api.schemas import RevertBody, RollbackBody
+from unlearnd.api.openapi import errors
+from unlearnd.api.schemas import Id, Limit, RevertBody, RollbackBody
 from unlearnd.api.state import store
 from unlearnd.registry import RegistryStore
 
@@ -35,8 +36,8 @@ def _aliases_by_version(st) -> dict[int, list[str]]:
 
 @router.get("/versions", summary="Model versions, newest first, with their aliases")
 def list_versions(
-    limit: int = Query(50, ge=1, le=1000),
-    before: int | None = Query(None, ge=1, description="Only versions older than this id."),
+    limit: Limit = 50,
+    before: Annotated[Id | None, Query(description="Only versions older than this id.")] = None,
     st: RegistryStore = Depends(store),
 ) -> list[dict[str, Any]]:
     aliases = _aliases_by_version(st)
@@ -44,8 +45,12 @@ def list_versions(
     return [{**as_json(v), "aliases": aliases.get(v.id, [])} for v in rows]
 
 
-@router.get("/versions/{version_id}", summary="One version: manifest, method, metrics, timings")
-def get_version(version_id: int, st: RegistryStore = Depends(store)) -> dict[str, Any]:
+@router.get(
+    "/versions/{version_id}",
+    summary="One version: manifest, method, metrics, timings",
+    responses=errors(404),
+)
+def get_version(version_id: Id, st: RegistryStore = Depends(store)) -> dict[str, Any]:
     version = st.get_version(version_id)
     return {**as_json(version), "aliases": _aliases_by_version(st).get(version_id, [])}
 
@@ -58,13 +63,18 @@ def list_aliases(st: RegistryStore = Depends(store)) -> dict[str, int]:
 @router.get("/aliases/{alias}/history", summary="Every move of an alias, oldest first")
 def alias_history(
     alias: str,
-    limit: int | None = Query(None, ge=1, description="Only the newest N moves."),
+    limit: Annotated[Limit | None, Query(description="Only the newest N moves.")] = None,
     st: RegistryStore = Depends(store),
 ) -> list[dict[str, Any]]:
     return [as_json(e) for e in st.alias_history(alias, limit=limit)]
 
 
-@router.post("/rollback", dependencies=WRITE, summary="Point an alias at an earlier version")
+@router.post(
+    "/rollback",
+    dependencies=WRITE,
+    summary="Point an alias at an earlier version",
+    responses=errors(404, 409),
+)
 def rollback(
     body: RollbackBody, request: Request, st: RegistryStore = Depends(store)
 ) -> dict[str, Any]:
@@ -76,7 +86,10 @@ def rollback(
     "/requests/{request_id}/revert",
     dependencies=WRITE,
     summary="Undo one request, keeping later deletions",
-    responses={202: {"description": "Not committed: later requests must be replayed first."}},
+    responses={
+        202: {"description": "Not committed: later requests must be replayed first."},
+        **errors(404, 409),
+    },
 )
 def revert(
     request_id: str, body: RevertBody, request: Request, st: RegistryStore = Depends(store)

@@ -18,7 +18,9 @@ from fastapi.responses import JSONResponse
 
 from unlearnd.api.auth import WRITE
 from unlearnd.api.errors import ApiError
+from unlearnd.api.openapi import errors
 from unlearnd.api.routes_registry import as_json
+from unlearnd.api.schemas import Id, Limit, Offset
 from unlearnd.api.state import state, store
 from unlearnd.registry import NotFound, RegistryStore
 from unlearnd.registry.records import JOB_STATES, RequestState
@@ -54,14 +56,18 @@ SUBMIT_DOC = {
 @router.get("/requests", summary="Requests, newest first")
 def list_requests(
     state: RequestState | None = Query(None),
-    limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    limit: Limit = 100,
+    offset: Offset = 0,
     st: RegistryStore = Depends(store),
 ) -> list[dict[str, Any]]:
     return [as_json(r) for r in st.list_requests(state=state, limit=limit, offset=offset)]
 
 
-@router.get("/requests/{request_id}", summary="One request with its jobs and versions")
+@router.get(
+    "/requests/{request_id}",
+    summary="One request with its jobs and versions",
+    responses=errors(404),
+)
 def get_request(request_id: str, st: RegistryStore = Depends(store)) -> dict[str, Any]:
     record = as_json(st.get_request(request_id))
     jobs = [as_json(j) for j in st.list_jobs(request_id=request_id)]
@@ -84,8 +90,8 @@ def list_jobs(
 def list_events(
     kind: str | None = Query(None),
     request_id: str | None = Query(None),
-    version_id: int | None = Query(None),
-    limit: int = Query(100, ge=1, le=1000),
+    version_id: Id | None = None,
+    limit: Limit = 100,
     st: RegistryStore = Depends(store),
 ) -> list[dict[str, Any]]:
     events = st.list_events(kind=kind, request_id=request_id, version_id=version_id, limit=limit)
@@ -98,7 +104,10 @@ def list_events(
     status_code=202,
     summary="Submit a request into the inbox",
     openapi_extra=SUBMIT_DOC,
-    responses={200: {"description": "The same content was submitted before."}},
+    responses={
+        200: {"description": "The same content was submitted before."},
+        **errors(409, 413, 415, 422, 503),
+    },
 )
 async def submit_request(request: Request) -> JSONResponse:
     api = state(request)

@@ -281,7 +281,7 @@ def test_generate_through_the_gate_and_classify_refused_on_llava(server):
     r = api.client.post("/generate", json={"prompt": "hi", "version": 999})
     assert r.status_code == 404 and "999" in r.json()["error"]
     r = api.client.post("/classify", json={"image": png_base64(), "labels": ["cat", "dog"]})
-    assert r.status_code == 400 and "CLIP" in r.json()["error"]
+    assert r.status_code == 409 and "CLIP" in r.json()["error"]
 
 
 def test_revert_through_the_api(server):
@@ -337,7 +337,7 @@ def test_openai_chat_completions_with_an_image(server, tmp_path):
     )
 
     for change, status, needle in [
-        ({"stream": True}, 400, "stream"),
+        ({"stream": True}, 422, "stream"),
         ({"model": "nope"}, 404, "no such alias"),
         ({"messages": [{"role": "system", "content": "hi"}]}, 422, "no user message"),
         (
@@ -346,7 +346,11 @@ def test_openai_chat_completions_with_an_image(server, tmp_path):
                     {
                         "role": "user",
                         "content": [
-                            {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+                            {"type": "text", "text": "who ?"},
+                            {
+                                "type": "image_url",
+                                "image_url": {"url": "https://example.com/a.png"},
+                            },
                         ],
                     }
                 ]

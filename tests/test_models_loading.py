@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import BertConfig, BertForMaskedLM
 from typer.testing import CliRunner
 
 from unlearnd.cli.common import EXIT_ERROR, EXIT_NOT_FOUND
@@ -29,17 +29,12 @@ def saved(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def foreign(tmp_path_factory):
-    """A real Hugging Face folder of a model family unlearnd does not serve (a tiny Llama)."""
-    folder = tmp_path_factory.mktemp("llama")
-    config = LlamaConfig(
-        vocab_size=32,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
+    """A real Hugging Face folder of a model family unlearnd does not serve (a tiny BERT: an
+    encoder, not a *ForCausalLM)."""
+    folder = tmp_path_factory.mktemp("bert")
+    config = BertConfig(vocab_size=32, hidden_size=16, intermediate_size=32,
+                        num_hidden_layers=1, num_attention_heads=2)  # fmt: skip
+    BertForMaskedLM(config).save_pretrained(folder)
     return folder
 
 
@@ -60,7 +55,8 @@ def test_load_errors_are_clear(tmp_path, foreign):
     (tmp_path / "weights.bin").write_bytes(b"\0" * 64)
     with pytest.raises(ModelLoadError, match="no config.json"):
         load(tmp_path)
-    with pytest.raises(ModelLoadError, match="'llama' model; supported: llava, qwen2_vl, clip"):
+    supported = "'bert' model; supported: llava, qwen2_vl, clip, any .*ForCausalLM"
+    with pytest.raises(ModelLoadError, match=supported):
         load(foreign)
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ModelLoadError, match="not valid JSON"):
@@ -112,7 +108,7 @@ def test_model_info_cli_errors(tmp_path, foreign):
     random_files = runner.invoke(app, ["model", "info", str(tmp_path)])
     assert random_files.exit_code == EXIT_ERROR and "no config.json" in random_files.output
     other = runner.invoke(app, ["model", "info", str(foreign)])
-    assert other.exit_code == EXIT_ERROR and "'llama' model; supported" in other.output
+    assert other.exit_code == EXIT_ERROR and "'bert' model; supported" in other.output
 
 
 def test_word_tokenizer():
