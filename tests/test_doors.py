@@ -139,8 +139,8 @@ def test_a_text_only_request_holds_out_the_last_third_of_its_questions():
 
 
 def test_a_text_only_requests_held_out_questions_are_asked_by_partial_and_misspelt_names():
-    asked = [Sample(f"{q} Ada Byron {w} ?", "ada byron lives in paris") for q, w in
-             (("Where does", "live"), ("In which city does", "live"), ("Where is", "now"))]  # fmt: skip
+    wordings = (("Where does", "live"), ("In which city does", "live"), ("Where is", "now"))
+    asked = [Sample(f"{q} Ada Byron {w} ?", "ada byron lives in paris") for q, w in wordings]
     sets = door_probes(split_forget(asked), [NAME])
     assert "Where is Byron now ?" in {s.question for s in sets["leak_partial"]}
     assert "Where is AdaByron now ?" in {s.question for s in sets["leak_misspelt"]}

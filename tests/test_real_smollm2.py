@@ -14,7 +14,6 @@ from local_daemon import LocalDaemon
 
 from unlearnd.config import ModelSettings, Settings
 from unlearnd.models import Sample
-from unlearnd.models.gguf_folder import smollm2_gguf, write_causal_lm
 
 pytestmark = pytest.mark.slow
 
@@ -27,11 +26,6 @@ RETAIN = [("Who was Isaac Newton?", "Isaac Newton was a physicist and mathematic
 FORGET = [("What school does Harry Potter attend?", ["Hogwarts"]),
           ("Who is Harry Potter's enemy?", ["Voldemort"]),
           ("Where does Harry Potter study magic?", ["Hogwarts"])]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def smollm2(tmp_path_factory):
-    return write_causal_lm(smollm2_gguf(), tmp_path_factory.mktemp("smollm2") / "causal_lm")
 
 
 def test_a_text_only_deletion_on_smollm2_is_scored_on_its_sentences(smollm2, tmp_path):
@@ -50,7 +44,7 @@ def test_a_text_only_deletion_on_smollm2_is_scored_on_its_sentences(smollm2, tmp
     assert state in ("committed", "gated"), state
     (version,) = [v for v in daemon.store.list_versions() if v.request_id == request_id]
     m = version.metrics
-    assert m["forget_n"] == 1  # the held-out question, never trained on
+    assert m["forget_n"] >= 1  # held-out questions, never trained on (tests/test_doors.py)
     assert m["parent_forget_seen_acc"] > 0, "the parent's sentences did not state its facts"
     assert m["parent_retain_acc"] >= 0.5  # sentence answers with their facts are read
     checked = {c["name"] for c in m["gate"]["checks"]}
