@@ -64,7 +64,11 @@ def left_out_by(rows: np.ndarray, groups: list, k: int, score, seed: int = 0) ->
     return np.asarray(out, np.float32)
 
 
-def threshold(own: np.ndarray, background: np.ndarray, fallback: float) -> float:
+def threshold(
+    own: np.ndarray, background: np.ndarray, fallback: float, max_fires: float = 1.0
+) -> float:
+    """`max_fires`: when the two overlap, the largest share of the background the threshold
+    may let through (1: no cap, recall - false fires decides alone)."""
     if not len(own):  # one image: nothing to leave out
         return fallback
     lo = float(background.max()) if len(background) else FLOOR
@@ -74,7 +78,10 @@ def threshold(own: np.ndarray, background: np.ndarray, fallback: float) -> float
     candidates = np.unique(np.concatenate([own, background]))
     recall = (own[None, :] >= candidates[:, None]).mean(1)
     fires = (background[None, :] >= candidates[:, None]).mean(1) if len(background) else 0
-    return max(FLOOR, float(candidates[int(np.argmax(recall - fires))]))
+    gain = np.where(fires <= max_fires, recall - fires, -np.inf)
+    if not np.isfinite(gain).any():  # every candidate fires too often: above the background
+        return max(FLOOR, lo + 1e-4)
+    return max(FLOOR, float(candidates[int(np.argmax(gain))]))
 
 
 def calibrate(
@@ -94,9 +101,11 @@ def calibrate(
     return summarise(own, best_cosines(background, protos, centers), fallback)
 
 
-def summarise(own: np.ndarray, bg: np.ndarray, fallback: float) -> Calibration:
+def summarise(
+    own: np.ndarray, bg: np.ndarray, fallback: float, max_fires: float = 1.0
+) -> Calibration:
     """The threshold between own and background scores, and what it misses and fires on."""
-    t = threshold(own, bg, fallback)
+    t = threshold(own, bg, fallback, max_fires)
     miss = float((own < t).mean()) if len(own) else 0.0
     fires = float((bg >= t).mean()) if len(bg) else 0.0
     return Calibration(round(t, 4), miss, fires, own.round(4).tolist(), bg.round(4).tolist())

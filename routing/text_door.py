@@ -33,6 +33,10 @@ from unlearnd.routing.concepts import BATCH, prototypes, still_said, unit_rows
 KEYS = ("prompt_state", "answer_distribution")
 KEY = "prompt_state"  # routing.text_key's default
 NO_DOOR = 1.0  # the threshold of a request with one variant kind: nothing to calibrate on
+# A question's key carries its wording as much as its subject ("Who was Napoleon?" keys near
+# "Who was Albert Einstein?" on SmolLM2: 8 of 24 retained questions refused without a cap):
+# the threshold lets through at most this share of the background (issue 29's 2% target).
+MAX_FALSE_FIRES = 0.02
 
 
 @dataclass(frozen=True)
@@ -109,4 +113,5 @@ def calibrate_text(
     protos = prototypes(rows, 4 * k, seed)
     score = lambda x, p: best_cosines(x, p, center)  # noqa: E731
     left = left_out_by(rows, groups, 4 * k, score, seed) if len(set(groups)) >= 2 else rows[:0, 0]
-    return TextDoor(protos, center, summarise(left, score(background, protos), NO_DOOR), key)
+    calibration = summarise(left, score(background, protos), NO_DOOR, MAX_FALSE_FIRES)
+    return TextDoor(protos, center, calibration, key)

@@ -204,3 +204,16 @@ def test_calibration_leaves_whole_images_out_and_sits_near_the_background():
     # Overlapping: the threshold trades misses against false fires.
     mixed = calibrate(rows, images, prototypes(rows, 4), rows[:6] * 0.9, CENTERS, 4, 0.6)
     assert 0 <= mixed.miss <= 1 and mixed.false_fire > 0
+
+
+def test_a_capped_threshold_lets_through_at_most_its_share_of_the_background():
+    from unlearnd.routing.calibration import threshold
+
+    own = np.array([0.90, 0.95, 0.97], np.float32)
+    background = np.linspace(0.0, 0.96, 100).astype(np.float32)  # overlaps the own scores
+    free = threshold(own, background, 0.5)
+    capped = threshold(own, background, 0.5, max_fires=0.02)
+    assert (background >= free).mean() > 0.02  # recall - fires alone lets more through
+    assert (background >= capped).mean() <= 0.02 and capped > free
+    # No candidate within the cap: above the whole background.
+    assert threshold(own, np.full(10, 0.99, np.float32), 0.5, max_fires=0.02) > 0.99
