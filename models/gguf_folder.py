@@ -73,9 +73,14 @@ def write_causal_lm(gguf: Path, out: Path) -> Path:
 
 
 def write_llava(gguf: Path, out: Path, seed: int = 0) -> Path:
-    """`out` as a LLaVA folder: the GGUF's model as its language model (weights copied), a
-    random CLIP vision tower and projector, an `<image>` token added, and a chat template
-    that puts the image before the user's text."""
+    """`out` as a LLaVA folder whose language model is the GGUF's (`llava_from`)."""
+    return llava_from(*load_gguf(gguf), out, seed)
+
+
+def llava_from(lm, tok, out: Path, seed: int = 0) -> Path:
+    """`out` as a LLaVA folder: the causal LM `lm` as its language model (weights copied), a
+    random CLIP vision tower and projector, an `<image>` token added to `tok`, and a ChatML
+    chat template (SmolLM2's) that puts the image before the user's text."""
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
@@ -84,7 +89,6 @@ def write_llava(gguf: Path, out: Path, seed: int = 0) -> Path:
         LlavaProcessor,
     )
 
-    lm, tok = load_gguf(gguf)
     tok.add_special_tokens({"additional_special_tokens": [IMAGE]})
     image_id = tok.convert_tokens_to_ids(IMAGE)
     lm.resize_token_embeddings(len(tok))
@@ -99,9 +103,8 @@ def write_llava(gguf: Path, out: Path, seed: int = 0) -> Path:
     model.lm_head.load_state_dict(lm.lm_head.state_dict())
     side = {"height": TOWER["image_size"], "width": TOWER["image_size"]}
     images = CLIPImageProcessor(size={"shortest_edge": TOWER["image_size"]}, crop_size=side)
-    template = _with_image(tok.chat_template)
-    processor = LlavaProcessor(image_processor=images, tokenizer=tok, chat_template=template,
-                               patch_size=TOWER["patch_size"],
+    processor = LlavaProcessor(image_processor=images, tokenizer=tok,
+                               chat_template=CHATML_WITH_IMAGE, patch_size=TOWER["patch_size"],
                                vision_feature_select_strategy="default",
                                num_additional_image_tokens=1, image_token=IMAGE)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
@@ -110,15 +113,13 @@ def write_llava(gguf: Path, out: Path, seed: int = 0) -> Path:
     return out
 
 
-def _with_image(template: str | None) -> str:
-    """A ChatML template (SmolLM2's) whose message content may be a list of parts: text
-    parts as they are, an image part as `<image>`."""
-    del template  # the GGUF's template reads content as a string; this one reads both
-    return (
-        "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-        "{% if message['content'] is string %}{{ message['content'] }}"
-        "{% else %}{% for part in message['content'] %}"
-        "{% if part['type'] == 'image' %}" + IMAGE + "\n{% else %}{{ part['text'] }}{% endif %}"
-        "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-    )
+# ChatML (SmolLM2's format) whose message content may be a string or a list of parts: text
+# parts as they are, an image part as `<image>` (the GGUF's own template reads strings only).
+CHATML_WITH_IMAGE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}" + IMAGE + "\n{% else %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)

@@ -107,10 +107,10 @@ def test_a_text_only_request_on_a_causal_lm_goes_from_submit_to_a_version(tmp_pa
     (version,) = [v for v in daemon.store.list_versions() if v.kind == "deletion"]
     assert version.method == "refuser"
     assert version.metrics["forget_n"] >= 1 and "gate" in version.metrics
-    if state == "committed":  # the served version routes a question naming the target
-        served = daemon.version()
-        (betas,) = served.routes([Sample("where does ada byron live ?", "")])
-        assert betas, "the text door did not turn the expert on"
+    # Committed or gated, the version routes a question naming the target to its expert.
+    served = daemon.version(version.id)
+    (betas,) = served.routes([Sample("where does ada byron live ?", "")])
+    assert betas, "the text door did not turn the expert on"
 
 
 def test_a_request_with_an_image_is_rejected_at_intake_on_a_causal_lm(tmp_path):
@@ -160,3 +160,19 @@ def test_init_serves_a_causal_lm_with_text_only_pools_and_registers_the_base(tmp
     said = runner.invoke(app, ["generate", "-p", "where does ada byron live ?", "--json"])
     assert said.exit_code == 0, said.output
     assert json.loads(said.stdout)["version"] == 1
+
+
+def test_a_causal_lm_becomes_the_language_model_of_a_llava_folder(tmp_path):
+    from unlearnd.models.gguf_folder import llava_from
+
+    source = tiny("causal_lm", tokenizer=build_word_tokenizer(WORDS))
+    llava_from(source.model, source.tokenizer, tmp_path / "llava")
+    fam = load(tmp_path / "llava", device="cpu", dtype="float32")
+    assert fam.family == "llava"
+    copied = fam.model.model.language_model.state_dict()
+    for name, tensor in source.model.model.state_dict().items():
+        assert torch.equal(copied[name], tensor), name
+    image = Image.new("RGB", (32, 32), (200, 60, 40))
+    (said,) = fam.generate([Sample("where does ada byron live ?", "", image)], 3)
+    assert isinstance(said, str)
+    assert "<image>" in fam.prompt_text(Sample("who is this ?", "", image))
