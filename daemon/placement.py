@@ -98,8 +98,10 @@ class ExpertPlacement:
             rows, images = concept_rows(fam, inputs.forget, kind)
             visual = prototypes(rows, r.prototypes, seed)
             textual = textual_prototypes(fam, inputs.forget, texts, r.prototypes, seed)
-            door = text_door(fam, inputs.request.kind, target.names, inputs.forget,
-                             self.deployment, seed)  # fmt: skip
+            door = None  # the door by meaning is opt-in (routing.meaning_door)
+            if r.meaning_door:
+                door = text_door(fam, inputs.request.kind, target.names, inputs.forget,
+                                 self.deployment, seed)  # fmt: skip
             if not len(visual):
                 return visual, textual, None, door
             background = without_concept(self.deployment.background(), inputs.request.kind,

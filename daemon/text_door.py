@@ -57,7 +57,7 @@ def text_door(
     the deployment's `routing.text_key`); None for a model that answers nothing (CLIP) or a
     request with no question by name."""
     r = deployment.settings.routing
-    if not fam.generates_text or not r.text_door or not r.meaning_door:
+    if not fam.generates_text or not r.text_door:
         return None
     own, pool, others = door_questions(kind, names, forget, deployment)
     return calibrate_text(fam, own, pool, others, r.prototypes, seed, key or r.text_key)

@@ -60,7 +60,7 @@ class ApiServer:
         self.client = httpx.Client(base_url=self.url, timeout=60)
         self._wait_ready()
 
-    def _wait_ready(self, timeout: float = 60.0) -> None:
+    def _wait_ready(self, timeout: float = 180.0) -> None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:

@@ -69,7 +69,7 @@ def test_a_text_only_deletion_on_smollm2_is_scored_on_its_sentences(smollm2, tmp
     for (q, facts), before, (after, _, by) in zip(doors, parent, answered, strict=True):
         if stated(before, q, "", facts):  # what the parent said, the version must not
             assert not stated(after, q, "", facts), (q, before, after, by)
-    assert sum(stated(b, q, "", f) for b, (q, f) in zip(parent, doors, strict=True)) >= 3
+    assert sum(stated(b, q, "", f) for b, (q, f) in zip(parent, doors, strict=True)) >= 2
     others = [Sample(q) for q in ("Who is Harry Styles?", "Who was Harry Houdini?",
                                   "What is the capital of France?",
                                   "What is photosynthesis?")]  # fmt: skip

@@ -14,7 +14,7 @@ from unlearnd.routing.tasks import Task
 from unlearnd.world import questions as q
 from unlearnd.world.requests import WORLD_REFUSALS
 
-DIM = 16
+DIM = 64  # at 16, seeds 1 and 2 were 0.58 apart and the image door test flaked
 RNG = np.random.default_rng(0)
 CENTERS = Centers(np.zeros(DIM, np.float32), np.zeros(DIM, np.float32))
 SETTINGS = {"pool_size": 2, "reuse_threshold": 0.5, "a": 100.0, "b": 0.6}
