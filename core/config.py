@@ -156,9 +156,10 @@ class Settings(_Section):
     gate: PromotionSettings = PromotionSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
     api: ApiSettings = ApiSettings()
-    # The deployment's refusal per category (identity, location, occupation, hobby, pet,
-    # food, or a new one; "fallback" for a question of none), over plain-English defaults
-    # (core/refusals.py): what the refuser is trained to say and routed queries may get.
+    # The deployment's refusal per category (identity, location, employer, occupation, ...
+    # core/refusals.py CUES, or a new one; "fallback" for a question of none; "thing_<key>"
+    # for a target that is not a person), over plain-English defaults: what the refuser is
+    # trained to say and routed queries may get.
     refusals: dict[str, str] = {}
     # Per method, the deployment's default params (`[methods.refuser] steps = 150`): under a
     # request's own `params`, over the method's built-in defaults; checked at start-up.

@@ -25,6 +25,7 @@ from unlearnd.evaluation.doors import asked_for_facts, door_probes, split_forget
 from unlearnd.methods import Method, MethodParams, get_method
 from unlearnd.models import Sample
 from unlearnd.models.loading import CLASSES
+from unlearnd.refusals import TargetType, target_type
 from unlearnd.serving import Deployment, DeploymentError
 from unlearnd.text import normalise
 
@@ -51,6 +52,10 @@ class JobInputs:
     @property
     def request_id(self) -> str:
         return self.item.request_id
+
+    @property
+    def target_type(self) -> TargetType:
+        return target_type(self.request.kind, self.request.target.type)
 
 
 def check_fits(kind: str, method: Method, family: str, images: bool = False) -> None:
@@ -96,6 +101,8 @@ def load_inputs(item: WorkItem, deployment: Deployment) -> JobInputs:
     if "refusals" in method.Params.model_fields:  # the deployment's refusal set beneath
         given["refusals"] = {**item.settings.refusals, **defaults.get("refusals", {}),
                              **req.params.get("refusals", {})}  # fmt: skip
+    if "target_type" in method.Params.model_fields:  # whom its refusals speak of
+        given["target_type"] = target_type(req.kind, req.target.type)
     params = method.validate_params(given)
     check_fits(req.kind, method, deployment.family, has_images(req))
     forget = [Sample(s.question, s.answer, open_image(item.folder, s), tuple(s.facts))

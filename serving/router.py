@@ -2,7 +2,8 @@
 
 `serving.export.export_routed` writes, for a version whose deletions are refuser experts:
 
-    DIR/manifest.json                 format, version, base model, switch settings, experts
+    DIR/manifest.json                 format, version, base model, switch settings, experts,
+                                      refusals and whom each expert's refusals speak of
     DIR/experts/<expert>/             a PEFT LoRA folder per expert
     DIR/routing/centers.safetensors   the background every concept vector is centred on
     DIR/routing/<request>.safetensors each routed request's prototypes, names and threshold
@@ -83,6 +84,8 @@ class Router:
         """What a routed query is answered with where the deployment answers routed queries
         from its refusal set (`manifest["routed_answer"] == "refusal"`) instead of the
         expert's generation."""
-        from unlearnd.refusals import RefusalTable
+        from unlearnd.refusals import PERSON, RefusalTable
 
-        return RefusalTable(self.manifest["refusals"])(prompt)
+        expert = self.route(prompt)
+        target = self.manifest.get("target_types", {}).get(expert, PERSON)
+        return RefusalTable(self.manifest["refusals"])(prompt, target)

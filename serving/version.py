@@ -18,7 +18,7 @@ import torch
 from unlearnd.methods import apply_artifact, suspended
 from unlearnd.methods.shared import lora
 from unlearnd.models import ModelFamily, Sample
-from unlearnd.refusals import RefusalTable
+from unlearnd.refusals import PERSON, RefusalTable, TargetType
 from unlearnd.registry import ArtifactStore, RegistryStore
 from unlearnd.routing.concepts import visual_vectors
 from unlearnd.routing.switch import ExpertSwitch, SwitchSettings
@@ -28,7 +28,8 @@ from unlearnd.serving.deployment import Deployment
 
 ADAPTER_PREFIX = "adapter:"  # manifest["artifacts"] keys of method adapters: adapter:<request>
 Routes = list[dict[str, float]]  # per query: expert id -> beta, for the experts it turns on
-Refuse = Callable[[str], str]  # a question -> the refusal it gets
+Refuse = Callable[[str, TargetType], str]  # a question, whom it is about -> its refusal
+TARGET_TYPES = "target_types"  # manifest: expert id -> its target's type, where not a person
 
 
 def base_manifest() -> dict[str, Any]:
@@ -78,7 +79,8 @@ def refuser_of(settings: Any) -> Refuse | None:
 class RoutedModel:
     """`fam` with its experts switched per query by `switch` (duck-types `generate` for
     evaluation.candidate). `refuse`: answers a query that turns an expert on without
-    generating (None: the expert generates)."""
+    generating (None: the expert generates), of the target of the strongest expert it turns
+    on (`targets`: expert id -> its type, where not a person)."""
 
     def __init__(
         self,
@@ -86,8 +88,10 @@ class RoutedModel:
         switch: ExpertSwitch | None,
         adapters: dict[str, str],
         refuse: Refuse | None = None,
+        targets: dict[str, TargetType] | None = None,
     ):
         self.fam, self.switch, self.adapters, self.refuse = fam, switch, adapters, refuse
+        self.targets = dict(targets or {})
 
     @torch.no_grad()
     def routes(self, samples: list[Sample]) -> Routes:
@@ -121,8 +125,9 @@ class RoutedModel:
         out = [""] * len(batch)
         for key, idx in groups.items():
             if key and self.refuse is not None:  # routed: the deployment's refusal, always
+                strongest = max(key, key=lambda kv: kv[1])[0]
                 for i in idx:
-                    out[i] = self.refuse(batch[i].question)
+                    out[i] = self.refuse(batch[i].question, self.targets.get(strongest, PERSON))
                 continue
             self.turn(dict(key))
             texts = self.fam.generate([batch[i] for i in idx], max_new_tokens=max_new_tokens)
@@ -157,7 +162,8 @@ def routed(
     switch = None
     if tasks:
         switch = ExpertSwitch(tasks, deployment.centers(fam), switch_settings(deployment.settings))
-    return RoutedModel(fam, switch, adapters, refuser_of(deployment.settings))
+    targets = manifest.get(TARGET_TYPES) or {}
+    return RoutedModel(fam, switch, adapters, refuser_of(deployment.settings), targets)
 
 
 def manifest_of(store: RegistryStore, version_id: int | None) -> dict[str, Any]:
