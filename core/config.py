@@ -118,6 +118,10 @@ class PromotionSettings(_Section):
     # Of the retain (general) samples the parent answered, the share the candidate keeps.
     min_retain_ratio: float = Field(0.9, ge=0)
     min_general_ratio: float = Field(0.9, ge=0)
+    # Of every door's answers, the share that states another target's fact or identity
+    # (hallucinated) or is degenerate: at most the parent's share + this (1: no check).
+    max_hallucinated: float = Field(0.1, ge=0, le=1)
+    max_degenerate: float = Field(0.1, ge=0, le=1)
 
 
 class EvaluationSettings(_Section):
