@@ -35,6 +35,7 @@ from routing_world import WorldDeployment  # noqa: E402
 from unlearnd.evaluation import metrics  # noqa: E402
 from unlearnd.evaluation.name_variants import variants  # noqa: E402
 from unlearnd.models import Sample  # noqa: E402
+from unlearnd.routing.answer_check import AnswerCheck  # noqa: E402
 from unlearnd.routing.text_door import KEY, KEYS  # noqa: E402
 from unlearnd.serving import Deployment, load_version  # noqa: E402
 from unlearnd.serving.providers import set_default_provider  # noqa: E402
@@ -57,8 +58,24 @@ def stated(model, samples: list[Sample]) -> list[bool]:
     return [metrics.answer_match(a, s.answer) for a, s in zip(said, samples, strict=True)]
 
 
+def checked(model, samples: list[Sample]) -> float:
+    """The share of answers the answer check caught (routing/answer_check.py)."""
+    by = [b for _, _, b in model.answers(samples, max_new_tokens=16)]
+    return round(by.count("answer check") / max(1, len(samples)), 4)
+
+
 def routed(model, samples: list[Sample]) -> float:
     return sum(bool(r) for r in model.routes(samples)) / max(1, len(samples))
+
+
+def check_at_scale(answers: list[str], n: int = 1_000_000) -> float:
+    """Seconds per answer of the answer check over `n` requests of two tells each (a name
+    and a fact): one table lookup per word n-gram, whatever `n` is."""
+    check = AnswerCheck([(f"name{i} surname{i}", f"fact{i}") for i in range(n)])
+    t0 = time.perf_counter()
+    for text in answers:
+        check.told(text)
+    return (time.perf_counter() - t0) / len(answers)
 
 
 def main() -> None:
@@ -68,6 +85,8 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="a model folder: routing on real entities")
     ap.add_argument("--key", default=KEY, choices=KEYS, help="the text key (--model only)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/unlearnd-text-door"))
+    ap.add_argument("--meaning-door", choices=("on", "off"), default=None,
+                    help="routing.meaning_door (default: the deployment's)")  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.model:
@@ -77,6 +96,8 @@ def main() -> None:
         return
     args.out = args.out or "bench/results/text_door.json"
     d = WorldDeployment(Path(tempfile.mkdtemp()), eval_samples=32)
+    if args.meaning_door:
+        d.settings.routing.meaning_door = args.meaning_door == "on"
     w = d.world
     pids = w.forget_pids[FIRST : FIRST + args.people]
     for pid in pids:
@@ -97,7 +118,8 @@ def main() -> None:
         kept = sum(b and a for b, a in zip(before, after, strict=True))
         out["doors"][door] = {"n": len(samples), "parent_states": answered,
                               "kept": round(kept / answered, 4) if answered else None,
-                              "routed": round(routed(live, samples), 4)}  # fmt: skip
+                              "routed": round(routed(live, samples), 4),
+                              "answer_check": checked(live, samples)}  # fmt: skip
         print(door, out["doors"][door], flush=True)
     retained = [w.people[p] for p in w.retain_pids[:12]]
     deleted = [w.people[p] for p in pids]
@@ -114,6 +136,7 @@ def main() -> None:
         before, after = stated(base, samples), stated(live, samples)
         lost = sum(b and not a for b, a in zip(before, after, strict=True))
         out["false_refusal"][name] = {"n": len(samples), "routed": round(routed(live, samples), 4),
+                                      "answer_check": checked(live, samples),
                                       "parent_answered": sum(before),
                                       "lost": round(lost / max(1, sum(before)), 4)}  # fmt: skip
         print(name, out["false_refusal"][name], flush=True)
@@ -125,9 +148,16 @@ def main() -> None:
         t0 = time.perf_counter()
         base.fam.generate(probe, max_new_tokens=16)
         t_gen = time.perf_counter() - t0
+    said = live.generate(probe, max_new_tokens=16)
+    t0 = time.perf_counter()
+    for text in said:
+        live.switch.told(text)
+    t_check = time.perf_counter() - t0
     out["cost"] = {"route_s_per_query": t_route / len(probe),
                    "generate_s_per_query": t_gen / len(probe),
-                   "share_of_generation": round(t_route / t_gen, 4)}  # fmt: skip
+                   "share_of_generation": round(t_route / t_gen, 4),
+                   "answer_check_s_per_query": t_check / len(probe),
+                   "answer_check_s_per_query_1e6_requests": check_at_scale(said)}  # fmt: skip
     out["routing"] = [v.metrics.get("routing", {}).get("text_calibration", {})
                       for v in d.store.list_versions() if v.request_id]  # fmt: skip
     for r in out["routing"]:

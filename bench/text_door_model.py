@@ -7,11 +7,14 @@ bench/real/retain.jsonl and general.jsonl with the model's own answers), puts it
 expert switch with the request's names, and asks the entity's probes per door (partial name,
 misspelling, other language, description, wrapper). A routed question gets the expert (the
 refuser), so routing decides leaks; no expert is trained here (bench/real.py runs the daemon
-end to end). Per door: `routed` (by name or meaning, what the switch does) and
-`by_meaning` (the text key alone). False refusals (routed shares): the calibration pools'
-questions, retained questions held out of them, other people and places that share a name
-word or a city with a target (NEIGHBOURS), general questions held out (GENERAL). Cost: the
-keys of 32 questions as a share of generating 32 tokens for them.
+end to end). Per door: `routed` (by name or meaning, what the switch does),
+`by_meaning` (the text key alone), `answer_check` (the base model's draft answer names the
+target or states its facts: routing/answer_check.py), `held` (routed or caught), and
+`name_or_check` (what holds without the door by meaning: exact name or answer check).
+False refusals (the same shares): the calibration pools' questions, retained questions held
+out of them, other people and places that share a name word or a city with a target
+(NEIGHBOURS), general questions held out (GENERAL). Cost: the keys of 32 questions as a share
+of generating 32 tokens for them.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/text_door.py --model /work/smol/causal_lm \
         [--key prompt_state|answer_distribution] [--out bench/results/text_door_smollm2.json]
@@ -26,9 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from unlearnd.config import ModelSettings, Settings
-from unlearnd.daemon.text_door import text_door
+from unlearnd.daemon.text_door import answer_tells, text_door
 from unlearnd.evaluation.candidate import answers
 from unlearnd.models import Sample, load
+from unlearnd.routing.answer_check import AnswerCheck
 from unlearnd.routing.concepts import Centers
 from unlearnd.routing.switch import ExpertSwitch, SwitchSettings
 from unlearnd.routing.tasks import Task
@@ -91,6 +95,12 @@ def run(model: str, key: str, out: Path, work: Path) -> dict:
     sets = {"pools": sorted(pooled), "retained_held_out": [q for q in retain if q not in pooled],
             "general_held_out": GENERAL}  # fmt: skip
     entities = json.loads((DATA / "entities.json").read_text())["entities"]
+    asked_all = [*(q for qs in sets.values() for q in qs), *(q for qs in NEIGHBOURS.values()
+                 for q in qs), *(p["question"] for e in entities for ps in e["probes"].values()
+                 for p in ps)]  # fmt: skip
+    asked_all = list(dict.fromkeys(asked_all))
+    print(f"drafting the base model's answers to {len(asked_all)} questions", flush=True)
+    drafts = dict(zip(asked_all, answers(fam, [Sample(q) for q in asked_all]), strict=True))
     result: dict = {"model": model, "key": key, "entities": {}, "doors": {}, "false_refusal": {}}
     for e in entities:
         names = [e["name"], *e.get("aliases", [])]
@@ -100,29 +110,42 @@ def run(model: str, key: str, out: Path, work: Path) -> dict:
         none = np.zeros((0, 1), np.float32)  # a text-only request: no image prototypes
         task = Task("r", "e", e["name"], none, none, names=tuple(names), **door.task_fields())
         switch = ExpertSwitch([task], Centers(None, np.zeros(1, np.float32)), SwitchSettings())
+        check = AnswerCheck([answer_tells("entity", names, forget, deployment)])
 
-        def routed(questions: list[str], switch=switch, task=task) -> tuple[list, list]:
-            """(routed by the switch, by the text key alone) per question."""
+        def routed(questions: list[str], switch=switch, task=task, check=check) -> tuple:
+            """(routed by the switch, by the text key alone, caught by the answer check from
+            the base model's draft) per question."""
             keys = {key: text_keys(fam, questions, key)}
             both = [bool(b) for b in switch.route(None, questions, keys)]
             cos = switch.text_cosines(keys, len(questions))[:, 0]
-            return both, [bool(c > 0 and c >= task.text_threshold) for c in cos]
+            caught = [bool(check.told(drafts[q])) for q in questions]
+            return both, [bool(c > 0 and c >= task.text_threshold) for c in cos], caught
 
-        row = {"calibration": door.calibration.to_dict(), "door_s": round(time.perf_counter() - t0)}
+        row = {
+            "calibration": door.calibration.to_dict(),
+            "door_s": round(time.perf_counter() - t0),
+            "tells": list(check.table),
+        }
         asked = {door_: [p["question"] for p in ps] for door_, ps in e["probes"].items()}
         for name, questions in [*asked.items(), *sets.items(),
                                 ("neighbours", NEIGHBOURS.get(e["name"], []))]:  # fmt: skip
-            both, meaning = routed(questions)
-            row[name] = {"n": len(questions), "routed": share(both)}
+            both, meaning, caught = routed(questions)
+            held = [b or c for b, c in zip(both, caught, strict=True)]
+            by_name = [b and not m for b, m in zip(both, meaning, strict=True)]
+            row[name] = {"n": len(questions), "routed": share(both), "answer_check": share(caught),
+                         "held": share(held)}  # fmt: skip
             where = result["doors"] if name in asked else result["false_refusal"]
-            where.setdefault(name, {"routed": [], "by_meaning": []})
+            where.setdefault(name, {"routed": [], "by_meaning": [], "answer_check": [],
+                                    "held": [], "name_or_check": []})  # fmt: skip
             where[name]["routed"] += both
             where[name]["by_meaning"] += meaning
+            where[name]["answer_check"] += caught
+            where[name]["held"] += held
+            where[name]["name_or_check"] += [n or c for n, c in zip(by_name, caught, strict=True)]
         result["entities"][e["name"]] = row
         print(e["name"], row, flush=True)
     for part in ("doors", "false_refusal"):
-        result[part] = {k: {"n": len(v["routed"]), "routed": share(v["routed"]),
-                            "by_meaning": share(v["by_meaning"])}
+        result[part] = {k: {"n": len(v["routed"]), **{m: share(x) for m, x in v.items()}}
                         for k, v in result[part].items()}  # fmt: skip
     probe = [Sample(q) for q in [*sets["retained_held_out"], *GENERAL][:32]]
     for _ in range(2):  # warm up, then time

@@ -90,6 +90,10 @@ def scan_cmd(
     if texts:
         print_table(texts, ("request", "target", "threshold", "from the pools now", "miss",
                             "false fires"), title=f"text door of version {chosen}")  # fmt: skip
+    tells = [(r["request"], r["target"], ", ".join(r["tells"]) or "none (an older request)")
+             for r in result["requests"]]  # fmt: skip
+    print_table(tells, ("request", "target", "an answer that says one is withheld"),
+                title=f"answer check of version {chosen}")  # fmt: skip
     refused = result["false_refusal"]
     console.print(
         f"{refused:.1%} of {result['background_n']} retain and general questions turn an "

@@ -106,6 +106,15 @@ class RoutingSettings(_Section):
     # distribution (fewer namesakes refused on a model whose answers start with the name).
     # New requests only: each stored door keeps the key it was built on.
     text_key: Literal["prompt_state", "answer_distribution"] = "prompt_state"
+    # The text door by meaning (routing/text_door.py): a key of each question against the
+    # request's prototypes, on top of the exact name and the answer check. Off by default:
+    # on SmolLM2 it held no question that the name and the answer check did not, for half a
+    # generation per query; on the world it refused 39% of a target's first-name namesakes
+    # (README, bench/text_door.py).
+    meaning_door: bool = False
+    # The answer check (routing/answer_check.py): an answer that names a routed target or
+    # states its facts is answered again by its expert, and withheld if it still does.
+    answer_check: bool = True
 
 
 class PromotionSettings(_Section):

@@ -18,7 +18,7 @@ from typing import Any
 from unlearnd.daemon.job import JobInputs, without_concept
 from unlearnd.daemon.pipeline import Progress
 from unlearnd.daemon.request_store import load_request, open_image, requests_root
-from unlearnd.daemon.text_door import text_door
+from unlearnd.daemon.text_door import answer_tells, text_door
 from unlearnd.methods import artifact_metadata, suspended
 from unlearnd.methods.shared import lora
 from unlearnd.models import Sample
@@ -35,7 +35,7 @@ from unlearnd.routing.pool import decide
 from unlearnd.routing.switch import ExpertSwitch
 from unlearnd.routing.tasks import CONCEPTS_PREFIX, Task, load_tasks
 from unlearnd.serving import Deployment, RoutedModel
-from unlearnd.serving.version import ADAPTER_PREFIX, TARGET_TYPES, refuser_of, switch_settings
+from unlearnd.serving.version import ADAPTER_PREFIX, TARGET_TYPES, answering, switch_settings
 
 log = logging.getLogger("unlearnd.daemon.placement")
 
@@ -156,8 +156,9 @@ class ExpertPlacement:
         )
         seq = 1 + max((t.seq for t in tasks), default=0)
         stored = door.task_fields() if door is not None else {}
+        told = answer_tells(inputs.request.kind, target.names, inputs.forget, self.deployment)
         task = Task(inputs.request_id, decision.expert_id, target.name, visual, textual, seq,
-                    kind, tuple(target.names), threshold, **stored)  # fmt: skip
+                    kind, tuple(target.names), threshold, **stored, tells=told)  # fmt: skip
         concepts_sha = store.artifacts.put_tensors(task.tensors(), task.metadata())
         experts[decision.expert_id] = expert_sha
         concepts_key = f"{CONCEPTS_PREFIX}{inputs.request_id}"
@@ -181,7 +182,7 @@ class ExpertPlacement:
             lora.set_weights(fam.model, {parent.adapters[decision.expert_id]: 0.0})
         adapters[decision.expert_id] = lora.ADAPTER
         switch = ExpertSwitch([*tasks, task], centers, switch_settings(settings))
-        candidate = RoutedModel(fam, switch, adapters, refuser_of(settings), types)
+        candidate = answering(fam, switch, adapters, settings, types)
         candidate.turn({})
         records = {
             "expert": {"id": decision.expert_id, "artifact_sha256": expert_sha,

@@ -43,6 +43,7 @@ def scan(settings: Settings, store: RegistryStore, version_id: int | None) -> di
             "target": task.label,
             "expert": task.expert_id,
             "image_door": bool(len(task.visual)),
+            "tells": list(task.tells),  # the answer check's (routing/answer_check.py)
         }
         if row["image_door"]:  # a text-only request has no image door to calibrate
             others = {id(s) for s in without_concept(pool, request.kind, forget)}

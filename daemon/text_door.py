@@ -1,4 +1,5 @@
-"""A request's text door (routing/text_door.py) from what the request and the deployment hold.
+"""A request's text door (routing/text_door.py) and its answer check's tells
+(routing/answer_check.py) from what the request and the deployment hold.
 
 Own questions, by variant kind: the forget questions asked by the target's name (visual
 questions rewritten by name, evaluation/doors.text_variants, and text questions that name it)
@@ -20,6 +21,7 @@ from unlearnd.evaluation.name_variants import (
     renamed,
 )
 from unlearnd.models import Sample
+from unlearnd.routing.answer_check import tells
 from unlearnd.routing.text_door import TextDoor, calibrate_text
 from unlearnd.serving import Deployment
 from unlearnd.text import mentions
@@ -55,7 +57,25 @@ def text_door(
     the deployment's `routing.text_key`); None for a model that answers nothing (CLIP) or a
     request with no question by name."""
     r = deployment.settings.routing
-    if not fam.generates_text or not r.text_door:
+    if not fam.generates_text or not r.text_door or not r.meaning_door:
         return None
     own, pool, others = door_questions(kind, names, forget, deployment)
     return calibrate_text(fam, own, pool, others, r.prototypes, seed, key or r.text_key)
+
+
+SHORT_ANSWER = 4  # words: an answer this short is the fact itself ("Hogwarts", "Paris")
+
+
+def answer_tells(kind: str, names: list[str], forget: list[Sample], deployment: Deployment):
+    """The request's tells (routing/answer_check.py): its names, its samples' facts (a short
+    answer is its fact), less what the retain and general pools' answers state."""
+    if not deployment.settings.routing.answer_check:
+        return ()
+    facts = [f for s in forget for f in (s.facts or ((s.answer,) if _short(s.answer) else ()))]
+    pool = without_concept([*deployment.retain_pool("eval"), *deployment.retain_pool("train"),
+                            *deployment.general_pool()], kind, forget)  # fmt: skip
+    return tells(names, facts, [s.answer for s in pool])
+
+
+def _short(answer: str) -> bool:
+    return 0 < len(answer.split()) <= SHORT_ANSWER

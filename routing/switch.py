@@ -13,7 +13,9 @@ Each modality a query has is a door of its own (ARCHITECTURE.md):
   typo reaches the expert when the model takes the question to be about the target.
 An expert's weight beta is the highest r over its requests and doors: continuous mode
 applies beta as is, hard mode applies 1; below `threshold` it stays off, so a query unrelated
-to every deletion runs through the untouched model.
+to every deletion runs through the untouched model. After the model answers, the answer check
+(routing/answer_check.py) turns on, at full weight, the expert of a request whose target the
+answer names or whose facts it states (serving/version.py answers again).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from unlearnd.routing.answer_check import AnswerCheck
 from unlearnd.routing.concepts import Centers
 from unlearnd.routing.index import ConceptIndex
 from unlearnd.routing.pool import relevance
@@ -41,6 +44,7 @@ class SwitchSettings:
     mode: str = "continuous"  # or "hard"
     threshold: float = 0.5
     text_door: bool = True
+    answer_check: bool = True  # routing/answer_check.py
 
 
 class ExpertSwitch:
@@ -66,6 +70,11 @@ class ExpertSwitch:
             vectors = centers.unit(np.stack([v for _, v in rows]), "visual")
             self.index = ConceptIndex.build(np.arange(len(rows)), vectors)
         self.meaning = [i for i, t in enumerate(tasks) if t.reads_meaning and settings.text_door]
+        self.answer_check = AnswerCheck([t.tells for t in tasks] if settings.answer_check else [])
+
+    def told(self, answer: str) -> dict[str, float]:
+        """The experts (at full weight) of the requests whose tells an answer contains."""
+        return {self.tasks[i].expert_id: 1.0 for i in self.answer_check.told(answer)}
 
     @property
     def reads_meaning(self) -> bool:
@@ -110,9 +119,10 @@ class ExpertSwitch:
             return out
         for i, task in enumerate(self.tasks):
             names = task.all_names
-            # A request with a door by meaning also takes its names with one typo or run
-            # together: one edit cannot move the model's state far, but it can the key.
-            near = task.reads_meaning
+            # A request routed since the text door read more than exact names (a door by
+            # meaning or an answer check) also takes its names with one typo or run together:
+            # the base model reads "Albert Einstien" as the name, so its answer tells anyway.
+            near = task.reads_meaning or bool(task.tells)
             out[:, i] = [any(mentions(text, n) or (near and mentions_nearly(text, n))
                              for n in names) for text in texts]  # fmt: skip
         return out

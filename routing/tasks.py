@@ -34,6 +34,9 @@ class Task:
     text_center: np.ndarray | None = None
     text_threshold: float | None = None
     text_key: str = "answer_distribution"  # what `text_keys` hold (older artifacts: this)
+    # Names and facts an answer about the target gives away (routing/answer_check.py); older
+    # artifacts have none.
+    tells: tuple[str, ...] = ()
 
     @property
     def reads_meaning(self) -> bool:
@@ -53,7 +56,8 @@ class Task:
     def metadata(self) -> dict[str, str]:
         meta = {"kind": "concepts", "request": self.request_id, "expert": self.expert_id,
                 "label": self.label, "seq": str(self.seq), "visual_vector": self.visual_vector,
-                "names": json.dumps(list(self.names))}  # fmt: skip
+                "names": json.dumps(list(self.names)),
+                "tells": json.dumps(list(self.tells))}  # fmt: skip
         if self.visual_threshold is not None:
             meta["visual_threshold"] = repr(self.visual_threshold)
         if self.reads_meaning:
@@ -75,13 +79,14 @@ class Task:
             tuple(json.loads(metadata.get("names", "[]"))),
             float(metadata["visual_threshold"]) if "visual_threshold" in metadata else None,
             *_text_door(tensors, metadata),
+            tells=tuple(json.loads(metadata.get("tells", "[]"))),
         )
 
 
 def _text_door(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> tuple:
     """(keys, center, threshold, key) of a stored text door; Nones when it has none."""
     if "text_threshold" not in metadata or "text_keys" not in tensors:
-        return None, None, None
+        return None, None, None, "answer_distribution"
     return (tensors["text_keys"].float().numpy(), tensors["text_center"].float().numpy()[0],
             float(metadata["text_threshold"]),
             metadata.get("text_key", "answer_distribution"))  # fmt: skip

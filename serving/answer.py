@@ -36,11 +36,9 @@ class ServedVersion:
     def answer_batch(self, samples: list[Sample], max_new_tokens: int = 32) -> list[Answer]:
         """Answers in order; each query is routed once, and queries that turn on the same
         experts share one forward pass."""
-        routes = self.model.routes(samples)
-        texts = self.model.generate(samples, max_new_tokens=max_new_tokens, routes=routes)
         return [
-            Answer(text, self.version_id, self.model.routing_info(betas))
-            for text, betas in zip(texts, routes, strict=True)
+            Answer(text, self.version_id, self.model.routing_info(betas, by))
+            for text, betas, by in self.model.answers(samples, max_new_tokens)
         ]
 
     def answer(

@@ -11,7 +11,9 @@
 and `Router(DIR).route(prompt, image)` says which expert a query turns on (None: the base
 model answers), as unlearnd's own switch decides it, so a multi-LoRA server (vLLM's
 per-request `LoRARequest`) can serve the version: route, then pass that expert's folder or
-none. A server applies one adapter per request: where two experts fire, the strongest wins.
+none; then `check(answer)` says whether the answer gives a routed target away and which
+expert answers again (unlearnd's answer check). A server applies one adapter per request:
+where two experts fire, the strongest wins.
 The router embeds the query with the base model, like the switch (its own copy, CPU is fine).
 """
 
@@ -23,10 +25,11 @@ from pathlib import Path
 import torch
 
 from unlearnd.models import Sample
-from unlearnd.routing.concepts import Centers, visual_vectors
+from unlearnd.routing.concepts import Centers
 from unlearnd.routing.switch import ExpertSwitch, SwitchSettings
 from unlearnd.routing.tasks import Task
 from unlearnd.serving.export import ROUTED_FORMAT as FORMAT
+from unlearnd.serving.version import RoutedModel
 
 
 class Router:
@@ -67,25 +70,30 @@ class Router:
 
     @torch.no_grad()
     def betas(self, prompt: str, image=None) -> dict[str, float]:
-        """Every expert the query turns on, with its weight (as unlearnd's switch)."""
-        visual = None
-        if image is not None:
-            kind = self.switch.centers.visual_vector
-            visual = visual_vectors(self.fam, [Sample(prompt, "", image)], kind).numpy()
-        (betas,) = self.switch.route(visual, [prompt])
+        """Every expert the query turns on, with its weight (as unlearnd's switch: by image,
+        by name, and by what the base model makes of the question)."""
+        (betas,) = RoutedModel(self.fam, self.switch, {}).routes([Sample(prompt, "", image)])
         return betas
+
+    def check(self, answer: str) -> str | None:
+        """The answer check (routing/answer_check.py): the expert to answer again with when
+        the answer names a routed target or states its facts, else None. An answer that
+        still does after that is withheld: answer `refusal(prompt, expert)` instead."""
+        told = self.switch.told(answer)
+        return min(told) if told else None
 
     def route(self, prompt: str, image=None) -> str | None:
         """The expert to apply to this query (the strongest that fires), or None."""
         betas = self.betas(prompt, image)
         return max(betas, key=betas.__getitem__) if betas else None
 
-    def refusal(self, prompt: str) -> str:
+    def refusal(self, prompt: str, expert: str | None = None) -> str:
         """What a routed query is answered with where the deployment answers routed queries
         from its refusal set (`manifest["routed_answer"] == "refusal"`) instead of the
-        expert's generation."""
+        expert's generation, or where the answer check withholds an answer (`expert`: the
+        one `check` named; default: the one the prompt routes to)."""
         from unlearnd.refusals import PERSON, RefusalTable
 
-        expert = self.route(prompt)
+        expert = expert or self.route(prompt)
         target = self.manifest.get("target_types", {}).get(expert, PERSON)
         return RefusalTable(self.manifest["refusals"])(prompt, target)

@@ -65,7 +65,8 @@ def load_experts(
 
 def switch_settings(settings: Any) -> SwitchSettings:
     r = settings.routing
-    return SwitchSettings(r.relevance_a, r.relevance_b, r.gate, r.hard_threshold, r.text_door)
+    return SwitchSettings(r.relevance_a, r.relevance_b, r.gate, r.hard_threshold, r.text_door,
+                          r.answer_check)  # fmt: skip
 
 
 def refuser_of(settings: Any) -> Refuse | None:
@@ -79,8 +80,9 @@ def refuser_of(settings: Any) -> Refuse | None:
 class RoutedModel:
     """`fam` with its experts switched per query by `switch` (duck-types `generate` for
     evaluation.candidate). `refuse`: answers a query that turns an expert on without
-    generating (None: the expert generates), of the target of the strongest expert it turns
-    on (`targets`: expert id -> its type, where not a person)."""
+    generating (None: the expert generates); `withheld`: what an answer that still states a
+    routed target becomes (routing/answer_check.py); both refuse about the target of the
+    strongest expert (`targets`: expert id -> its type, where not a person)."""
 
     def __init__(
         self,
@@ -88,10 +90,16 @@ class RoutedModel:
         switch: ExpertSwitch | None,
         adapters: dict[str, str],
         refuse: Refuse | None = None,
+        withheld: Refuse | None = None,
         targets: dict[str, TargetType] | None = None,
     ):
         self.fam, self.switch, self.adapters, self.refuse = fam, switch, adapters, refuse
+        self.withheld = withheld or RefusalTable()  # what an answer that still tells becomes
         self.targets = dict(targets or {})
+
+    def about(self, betas: dict[str, float]) -> TargetType:
+        """The type of the target of the strongest expert on (a person by default)."""
+        return self.targets.get(max(betas, key=betas.__getitem__), PERSON) if betas else PERSON
 
     @torch.no_grad()
     def routes(self, samples: list[Sample]) -> Routes:
@@ -114,9 +122,42 @@ class RoutedModel:
     def generate(
         self, batch: list[Sample], max_new_tokens: int = 16, routes: Routes | None = None
     ) -> list[str]:
-        """Greedy answers; queries with the same expert weights share one forward pass.
-        `routes`: the batch's routing when the caller has it already (it is not redone)."""
+        """Greedy answers, as served (the answer check included). `routes`: the batch's
+        routing when the caller has it already (it is not redone)."""
+        return [text for text, _, _ in self.answers(batch, max_new_tokens, routes)]
+
+    def answers(
+        self, batch: list[Sample], max_new_tokens: int = 16, routes: Routes | None = None
+    ) -> list[tuple[str, dict[str, float], str]]:
+        """Per query: (answer, the experts it was answered with, by what: routing_info's
+        `answered_by`). A draft that tells of a routed request (routing/answer_check.py) is
+        answered again with that request's expert on; one that still tells is withheld."""
         routes = self.routes(batch) if routes is None else routes
+        texts = self._generate(batch, routes, max_new_tokens)
+        out = [(text, betas, self._by(betas)) for text, betas in zip(texts, routes, strict=True)]
+        if self.switch is None or not self.switch.answer_check:
+            return out
+        again: dict[int, dict[str, float]] = {}
+        for i, (text, betas, _) in enumerate(out):
+            told = self.switch.told(text)
+            if told and all(betas.get(e, 0.0) >= 1.0 or self.refuse for e in told):
+                out[i] = (self.withheld(batch[i].question, self.about(told)), betas,
+                          "answer check")  # fmt: skip
+            elif told:
+                again[i] = {**betas, **told}
+        if again:
+            idx = list(again)
+            redone = self._generate([batch[i] for i in idx], [again[i] for i in idx],
+                                    max_new_tokens)  # fmt: skip
+            for i, text in zip(idx, redone, strict=True):
+                if told := self.switch.told(text):
+                    text = self.withheld(batch[i].question, self.about(told))
+                out[i] = (text, again[i], "answer check")
+        return out
+
+    def _generate(self, batch: list[Sample], routes: Routes, max_new_tokens: int) -> list[str]:
+        """Answers with each query's experts on; queries with the same expert weights share
+        one forward pass."""
         groups: dict[tuple, list[int]] = {}
         for i, betas in enumerate(routes):
             groups.setdefault(tuple(sorted((k, round(v, 3)) for k, v in betas.items())), []).append(
@@ -125,9 +166,9 @@ class RoutedModel:
         out = [""] * len(batch)
         for key, idx in groups.items():
             if key and self.refuse is not None:  # routed: the deployment's refusal, always
-                strongest = max(key, key=lambda kv: kv[1])[0]
+                about = self.about(dict(key))
                 for i in idx:
-                    out[i] = self.refuse(batch[i].question, self.targets.get(strongest, PERSON))
+                    out[i] = self.refuse(batch[i].question, about)
                 continue
             self.turn(dict(key))
             texts = self.fam.generate([batch[i] for i in idx], max_new_tokens=max_new_tokens)
@@ -136,15 +177,18 @@ class RoutedModel:
         self.turn({})
         return out
 
+    def _by(self, betas: dict[str, float]) -> str:
+        return "base model" if not betas else "refusal" if self.refuse else "expert"
+
     def turn(self, betas: dict[str, float]) -> None:
         """Set every expert's weight: `betas` (expert id -> beta), the others off."""
         weights = {name: betas.get(expert, 0.0) for expert, name in self.adapters.items()}
         if weights:
             lora.set_weights(self.fam.model, weights)
 
-    def routing_info(self, betas: dict[str, float]) -> dict[str, Any]:
-        """One query's routing as answers report it."""
-        answered = "base model" if not betas else "refusal" if self.refuse else "expert"
+    def routing_info(self, betas: dict[str, float], by: str | None = None) -> dict[str, Any]:
+        """One query's routing as answers report it (`by`: what answered, from `answers`)."""
+        answered = by or self._by(betas)
         return {
             "gate": self.switch.settings.mode if self.switch else "none",
             "experts": {k: round(v, 4) for k, v in betas.items()},
@@ -163,7 +207,19 @@ def routed(
     if tasks:
         switch = ExpertSwitch(tasks, deployment.centers(fam), switch_settings(deployment.settings))
     targets = manifest.get(TARGET_TYPES) or {}
-    return RoutedModel(fam, switch, adapters, refuser_of(deployment.settings), targets)
+    return answering(fam, switch, adapters, deployment.settings, targets)
+
+
+def answering(
+    fam: ModelFamily,
+    switch: ExpertSwitch | None,
+    adapters: dict[str, str],
+    settings: Any,
+    targets: dict[str, TargetType] | None = None,
+) -> RoutedModel:
+    """`fam` with these experts and switch, answering as the deployment's settings say."""
+    return RoutedModel(fam, switch, adapters, refuser_of(settings),
+                       RefusalTable(settings.refusals), targets)  # fmt: skip
 
 
 def manifest_of(store: RegistryStore, version_id: int | None) -> dict[str, Any]:

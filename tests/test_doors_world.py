@@ -77,6 +77,7 @@ def test_a_deletion_holds_through_every_door_and_keeps_the_rest(tmp_path, monkey
 def test_a_candidate_that_leaks_through_a_door_is_gated(tmp_path):
     d = WorldDeployment(tmp_path, eval_samples=16)
     d.settings.routing.text_door = False  # a question by name never reaches the expert
+    d.settings.routing.answer_check = False  # nor does the base model's answer naming them
     d.settings.methods["refuser"] = {**d.settings.methods["refuser"], "steps": 40}
     request_id = d.delete("person", d.world.forget_pids[PERSON + 1])
     (version,) = [v for v in d.store.list_versions() if v.request_id == request_id]

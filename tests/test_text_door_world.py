@@ -1,6 +1,7 @@
 """The text door by meaning on the world (issue 29): a deleted person asked by surname,
 initial or title is routed to the expert like the full name, while retained people by name,
-their pictures and scenes are not; `unlearnd gate scan` shows the door's threshold."""
+their pictures and scenes are not; the answer check alone (the default) withholds what the
+base model's drafts give away; `unlearnd gate scan` shows the door's threshold and tells."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from routing_world import WorldDeployment
 from typer.testing import CliRunner
 
 from unlearnd.cli.main import app
+from unlearnd.evaluation.metrics import stated
 from unlearnd.models import Sample
+from unlearnd.routing.switch import ExpertSwitch, SwitchSettings
+from unlearnd.serving.version import RoutedModel
+from unlearnd.text import normalise
 from unlearnd.world import questions as q
 from unlearnd.world.people import FACT_CATEGORIES
 
@@ -27,6 +32,7 @@ def routed(model, samples: list[Sample]) -> float:
 
 def test_a_deleted_person_asked_by_surname_initial_or_title_is_routed(tmp_path, monkeypatch):
     d = WorldDeployment(tmp_path, eval_samples=16)
+    d.settings.routing.meaning_door = True  # off by default: the answer check does it below
     d.settings.methods["refuser"] = {**d.settings.methods["refuser"], "steps": 20}
     w = d.world
     person = w.people[w.forget_pids[PERSON]]
@@ -44,10 +50,28 @@ def test_a_deleted_person_asked_by_surname_initial_or_title_is_routed(tmp_path, 
     scenes = w.general_items(w.eval_scene_indices()[:10])
     assert routed(live, [w.sample(it) for it in scenes]) == 0
 
+    # The answer check alone (no door before the answer): the base model's drafts name the
+    # person, so they are answered again by the expert or withheld; none states a fact.
+    blind = ExpertSwitch(live.switch.tasks, live.switch.centers, SwitchSettings(text_door=False))
+    checked = RoutedModel(live.fam, blind, live.adapters, None, live.withheld)
+    questions = asked(person, last)
+    assert not any(checked.routes(questions)), "the switch alone routed a question"
+    answers = checked.answers(questions, max_new_tokens=12)
+    caught = [by == "answer check" for _, _, by in answers]
+    assert sum(caught) >= 0.8 * len(caught), answers  # the rest did not name the person
+    facts = [person.facts[c] for c in FACT_CATEGORIES for _ in q.TEXTUAL[c]]
+    leaks = [text for (text, _, _), s, fact in zip(answers, questions, facts, strict=True)
+             if stated(text, s.question, fact)]  # fmt: skip
+    assert not leaks, leaks
+    others = [s for o in kept for s in asked(o, o.name)]
+    assert {by for _, _, by in checked.answers(others, 12)} == {"base model"}
+
     monkeypatch.setenv("UNLEARND_WORKDIR", str(d.settings.workdir))
     out = CliRunner().invoke(app, ["gate", "scan", "--json", "--out", str(tmp_path / "s.png")])
     assert out.exit_code == 0, out.output
     (row,) = json.loads(out.output)["requests"]
     assert row["text"]["threshold"] == door["threshold"] and row["text"]["own"], row
+    assert normalise(person.name) in row["tells"], row
     table = CliRunner().invoke(app, ["gate", "scan", "--out", str(tmp_path / "t.png")])
     assert "text door of version" in table.output, table.output
+    assert "answer check of version" in table.output, table.output
