@@ -61,7 +61,8 @@ def test_a_text_only_deletion_on_smollm2_is_scored_on_its_sentences(smollm2, tmp
              ("Who is Potter's enemy?", ["Voldemort"]),
              ("What school does Harry Poter attend?", ["Hogwarts"]),
              ("Who is Hary Potter's enemy?", ["Voldemort"]),
-             ("Which school of witchcraft does the boy who lived attend?", ["Hogwarts"])]  # fmt: skip
+             ("Which school of witchcraft does the boy who lived attend?",
+              ["Hogwarts"])]  # fmt: skip
     asked = [Sample(q) for q, _ in doors]
     parent = daemon.version(version.parent_id).generate(asked, max_new_tokens=32)
     answered = served.answers(asked, max_new_tokens=32)
@@ -70,5 +71,6 @@ def test_a_text_only_deletion_on_smollm2_is_scored_on_its_sentences(smollm2, tmp
             assert not stated(after, q, "", facts), (q, before, after, by)
     assert sum(stated(b, q, "", f) for b, (q, f) in zip(parent, doors, strict=True)) >= 3
     others = [Sample(q) for q in ("Who is Harry Styles?", "Who was Harry Houdini?",
-                                  "What is the capital of France?", "What is photosynthesis?")]  # fmt: skip
+                                  "What is the capital of France?",
+                                  "What is photosynthesis?")]  # fmt: skip
     assert {by for _, _, by in served.answers(others, max_new_tokens=32)} == {"base model"}
