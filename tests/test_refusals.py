@@ -145,7 +145,7 @@ def test_the_switch_answers_routed_queries_with_sentences_of_the_set(world_probe
     ]
     switch = ExpertSwitch(tasks, centers, SwitchSettings())
     table = RefusalTable(settings.refusals)
-    model = RoutedModel(fam, switch, {}, table, {"e2": THING})
+    model = RoutedModel(fam, switch, {}, table, targets={"e2": THING})
     # The probes that name the person (partial names and typos reach an expert by meaning).
     by_name = [s for s in probes if s.image is None and mentions(s.question, person.name)]
     about_it = [
