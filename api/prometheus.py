@@ -26,6 +26,7 @@ from prometheus_client.core import (
 
 from unlearnd import __version__
 from unlearnd.api.state import ApiState, state
+from unlearnd.evaluation.behaviour import ANSWERS, BEHAVIOURS
 from unlearnd.registry import RegistryStore
 from unlearnd.registry.records import JOB_STATES
 
@@ -119,6 +120,18 @@ class RegistryCollector:
         for name, version_id in sorted(aliases.items()):
             per_alias.add_metric([name], version_id)
         yield per_alias
+        answers = GaugeMetricFamily(
+            "unlearnd_alias_answers",
+            "Of the doors' answers of the version each alias points to, the share that is "
+            "refused, degenerate, hallucinated or informative",
+            labels=["alias", "behaviour"],
+        )
+        for name, version_id in sorted(aliases.items()):
+            metrics = store.get_version(version_id).metrics or {}
+            for kind in BEHAVIOURS:
+                if isinstance(metrics.get(f"{ANSWERS}_{kind}"), int | float):
+                    answers.add_metric([name, kind], metrics[f"{ANSWERS}_{kind}"])
+        yield answers
 
 
 class GpuCollector:

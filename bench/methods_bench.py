@@ -5,7 +5,9 @@ The split, each method's params and the scoring are those of the matrix test
 people's. Per method: forget leak rate (answer still holds the fact), retain accuracy
 (15 people never trained on), general accuracy (20 held-out scenes), ROUGE-L of the forget
 answers against the originals, the text-only probe (the facts asked by name, no image), the
-unseen-portrait probe, and the training wall time. Two extra rows run a method at its
+unseen-portrait probe, what the answers to those three say instead (the share refused,
+degenerate, hallucinated: another person's name or fact, informative), and the training
+wall time. Two extra rows run a method at its
 the paper defaults where the tuned params differ in kind (PUBG's generated references,
 VL-Eraser's image-token null space), and PUBG's generated references are recorded.
 
@@ -69,7 +71,10 @@ def main() -> None:
         r = rows[label]
         print(f"{label:30s} forget {r['forget']:.2f} retain {r['retain']:.2f} "
               f"general {r['general']:.2f} text {r['textual_probe']:.2f} "
-              f"unseen {r['unseen_probe']:.2f} {r['train_s']:.1f}s", flush=True)  # fmt: skip
+              f"unseen {r['unseen_probe']:.2f} {r['train_s']:.1f}s "
+              f"refused {r['refused']:.2f} degenerate {r['degenerate']:.2f} "
+              f"hallucinated {r['hallucinated']:.2f} informative {r['informative']:.2f}",
+              flush=True)  # fmt: skip
     refs = reference_answers(base, split.forget_samples(world), PUBGParams())
     sizes = {name: len(getattr(split, name)) for name in ("forget", "retain_train", "retain")}
     out = {

@@ -127,6 +127,10 @@ class PromotionSettings(_Section):
     # Of the retain (general) samples the parent answered, the share the candidate keeps.
     min_retain_ratio: float = Field(0.9, ge=0)
     min_general_ratio: float = Field(0.9, ge=0)
+    # Of every door's answers, the share that states another target's fact or identity
+    # (hallucinated) or is degenerate: at most the parent's share + this (1: no check).
+    max_hallucinated: float = Field(0.1, ge=0, le=1)
+    max_degenerate: float = Field(0.1, ge=0, le=1)
 
 
 class EvaluationSettings(_Section):
@@ -165,9 +169,10 @@ class Settings(_Section):
     gate: PromotionSettings = PromotionSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
     api: ApiSettings = ApiSettings()
-    # The deployment's refusal per category (identity, location, occupation, hobby, pet,
-    # food, or a new one; "fallback" for a question of none), over plain-English defaults
-    # (core/refusals.py): what the refuser is trained to say and routed queries may get.
+    # The deployment's refusal per category (identity, location, employer, occupation, ...
+    # core/refusals.py CUES, or a new one; "fallback" for a question of none; "thing_<key>"
+    # for a target that is not a person), over plain-English defaults: what the refuser is
+    # trained to say and routed queries may get.
     refusals: dict[str, str] = {}
     # Per method, the deployment's default params (`[methods.refuser] steps = 150`): under a
     # request's own `params`, over the method's built-in defaults; checked at start-up.

@@ -22,9 +22,11 @@ from unlearnd.daemon.schema import RequestV1
 from unlearnd.evaluation.candidate import AnswerSets
 from unlearnd.evaluation.domains import DomainSets
 from unlearnd.evaluation.doors import asked_for_facts, door_probes, split_forget, text_variants
+from unlearnd.evaluation.refusal_match import with_english
 from unlearnd.methods import Method, MethodParams, get_method
 from unlearnd.models import Sample
 from unlearnd.models.loading import CLASSES
+from unlearnd.refusals import RefusalTable, TargetType, target_type
 from unlearnd.serving import Deployment, DeploymentError
 from unlearnd.text import normalise
 
@@ -51,6 +53,10 @@ class JobInputs:
     @property
     def request_id(self) -> str:
         return self.item.request_id
+
+    @property
+    def target_type(self) -> TargetType:
+        return target_type(self.request.kind, self.request.target.type)
 
 
 def check_fits(kind: str, method: Method, family: str, images: bool = False) -> None:
@@ -96,6 +102,8 @@ def load_inputs(item: WorkItem, deployment: Deployment) -> JobInputs:
     if "refusals" in method.Params.model_fields:  # the deployment's refusal set beneath
         given["refusals"] = {**item.settings.refusals, **defaults.get("refusals", {}),
                              **req.params.get("refusals", {})}  # fmt: skip
+    if "target_type" in method.Params.model_fields:  # whom its refusals speak of
+        given["target_type"] = target_type(req.kind, req.target.type)
     params = method.validate_params(given)
     check_fits(req.kind, method, deployment.family, has_images(req))
     forget = [Sample(s.question, s.answer, open_image(item.folder, s), tuple(s.facts))
@@ -120,7 +128,9 @@ def load_inputs(item: WorkItem, deployment: Deployment) -> JobInputs:
     for name, probes in deployment.probe_sets([*names, *(s.answer for s in forget)]).items():
         fresh = [p for p in probes if p.image is not None or normalise(p.question) not in trained]
         sets[name] = [*sets.get(name, []), *fresh]
-    evaluation = AnswerSets(sets, names)
+    # Refusals are told by the deployment's set and the product's plain-English ones.
+    refusals = with_english(RefusalTable(item.settings.refusals).texts())
+    evaluation = AnswerSets(sets, names, refusals, forget, deployment.retain_rows())
     return JobInputs(item, method, params, [*split.train, *texts], retain, evaluation)
 
 

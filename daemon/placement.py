@@ -22,6 +22,7 @@ from unlearnd.daemon.text_door import answer_tells, text_door
 from unlearnd.methods import artifact_metadata, suspended
 from unlearnd.methods.shared import lora
 from unlearnd.models import Sample
+from unlearnd.refusals import PERSON
 from unlearnd.registry import RegistryStore
 from unlearnd.routing.calibration import calibrate
 from unlearnd.routing.concepts import (
@@ -34,7 +35,7 @@ from unlearnd.routing.pool import decide
 from unlearnd.routing.switch import ExpertSwitch
 from unlearnd.routing.tasks import CONCEPTS_PREFIX, Task, load_tasks
 from unlearnd.serving import Deployment, RoutedModel
-from unlearnd.serving.version import ADAPTER_PREFIX, answering, switch_settings
+from unlearnd.serving.version import ADAPTER_PREFIX, TARGET_TYPES, answering, switch_settings
 
 log = logging.getLogger("unlearnd.daemon.placement")
 
@@ -168,6 +169,14 @@ class ExpertPlacement:
             "experts": experts,
             "artifacts": {**manifest["artifacts"], concepts_key: concepts_sha},
         }
+        # Whom each expert's routed refusals speak of; a person where none is recorded.
+        types = {k: v for k, v in (manifest.get(TARGET_TYPES) or {}).items()
+                 if k != decision.expert_id}  # fmt: skip
+        if inputs.target_type != PERSON:
+            types[decision.expert_id] = inputs.target_type
+        new_manifest.pop(TARGET_TYPES, None)
+        if types:
+            new_manifest[TARGET_TYPES] = types
 
         # The candidate serves the trained adapter as this expert; its old copy stays off.
         adapters = {k: v for k, v in parent.adapters.items() if k != decision.expert_id}
@@ -175,7 +184,7 @@ class ExpertPlacement:
             lora.set_weights(fam.model, {parent.adapters[decision.expert_id]: 0.0})
         adapters[decision.expert_id] = lora.ADAPTER
         switch = ExpertSwitch([*tasks, task], centers, switch_settings(settings))
-        candidate = answering(fam, switch, adapters, settings)
+        candidate = answering(fam, switch, adapters, settings, types)
         candidate.turn({})
         records = {
             "expert": {"id": decision.expert_id, "artifact_sha256": expert_sha,

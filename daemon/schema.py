@@ -63,6 +63,10 @@ class Target(_Strict):
     aliases: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
         default_factory=list, max_length=50
     )
+    # Whom refusals speak of: a person ("this person"), or a thing (a book series, a place,
+    # an object class: "that"). Absent: a person for an entity or samples request, a thing
+    # for a concept or domain request (core/refusals.py `target_type`).
+    type: Literal["person", "thing"] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -112,8 +116,9 @@ class RequestV1(_Strict):
     def document(self) -> dict[str, Any]:
         """The request as a plain JSON document, with the `schema` key as producers write it."""
         doc = self.model_dump(mode="json", by_alias=True)
-        if not doc["target"]["aliases"]:  # absent, as before aliases existed: same hash
-            del doc["target"]["aliases"]
+        for key in ("aliases", "type"):  # absent, as before they existed: same hash
+            if not doc["target"][key]:
+                del doc["target"][key]
         for samples in (doc["forget"], doc["retain"]):  # likewise a sample's empty facts
             for sample in samples if isinstance(samples, list) else []:
                 if not sample["facts"]:

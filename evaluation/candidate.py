@@ -13,10 +13,10 @@ none.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-from unlearnd.evaluation import metrics
+from unlearnd.evaluation import behaviour, metrics
 from unlearnd.models.base import ModelFamily, Sample
 
 MAX_NEW_TOKENS = 32  # the answer budget: a fact stated in the first 32 tokens counts
@@ -85,13 +85,23 @@ class Measured(dict[str, list[bool]]):
         self.said = said
 
 
+DOORS = ("forget", "leak_")  # the sets that are doors of the deletion (their name starts so)
+
+
 @dataclass(frozen=True)
 class AnswerSets:
     """What a vision-language job is scored on: named sets of samples, scored by answer.
-    `names`: the target's names, no content word of a sentence's fact (metrics.content_words)."""
+    `names`: the target's names, no content word of a sentence's fact (metrics.content_words).
+    `refusals` (category -> texts), `own` (the target's forget samples) and `others` (what
+    is known of other targets: the retain pool's rows; the `retain` set, with what the
+    parent said to it, is too): what the doors' answers are told apart by
+    (evaluation/behaviour.py)."""
 
     sets: dict[str, Sequence[Sample]]
     names: Sequence[str] = ()
+    refusals: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    own: Sequence[Sample] = ()
+    others: Sequence[Sample] = ()
 
     def score(self, model) -> dict[str, float]:
         return score(model, self.sets)
@@ -127,4 +137,39 @@ class AnswerSets:
             out[f"parent_{name}_acc"] = sum(parent[name]) / len(got)
             out[f"{name}_kept"] = kept(parent[name], got)
             out[f"{name}_n"] = len(got)
+        if isinstance(parent, Measured) and isinstance(candidate, Measured):
+            others = self.others_known(parent)
+            out.update(self.behaviour(candidate, others))
+            out.update({f"parent_{k}": v for k, v in self.behaviour(parent, others).items()})
+        return out
+
+    def others_known(self, parent: Measured) -> behaviour.Others:
+        """Other targets' facts: the retain set's, with what the parent said to those it
+        stated, and the retain pool's rows."""
+        retain = self.sets.get("retain") or []
+        hits = parent.get("retain", [False] * len(retain))
+        said = [
+            parent.said[_prompt(s)] if hit else None for s, hit in zip(retain, hits, strict=True)
+        ]
+        said += [None] * len(self.others)
+        return behaviour.Others.of([*retain, *self.others], said, self.own, self.names)
+
+    def behaviour(self, model: Measured, others: behaviour.Others) -> dict[str, float]:
+        """`{door}_{behaviour}` for every door and `answers_{behaviour}` over them all: the
+        share of the door's distinct prompts whose answer is refused, degenerate,
+        hallucinated or informative (the rest state the fact)."""
+        classify = behaviour.Classifier(self.refusals, others)
+        out: dict[str, float] = {}
+        every: list[str] = []
+        for name, samples in self.sets.items():
+            if not name.startswith(DOORS) or name not in model:
+                continue
+            stated: dict[tuple, bool] = {}
+            for s, hit in zip(samples, model[name], strict=True):
+                stated[_prompt(s)] = stated.get(_prompt(s), False) or hit
+            kinds = [classify(model.said[p], hit) for p, hit in stated.items()]
+            every += kinds
+            out.update({f"{name}_{k}": v for k, v in behaviour.shares(kinds).items()})
+        if every:
+            out.update({f"{behaviour.ANSWERS}_{k}": v for k, v in behaviour.shares(every).items()})
         return out

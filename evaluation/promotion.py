@@ -6,7 +6,10 @@ own `gate` field. The decision lists every check, so a `gated` version says what
 - every door (`leak_<door>_acc`) at most the parent's rate of stating the target's facts on
   unrelated samples (`parent_unrelated_acc`, chance) + `max_door_leak`;
 - the retain and general sets: of the samples the parent answered, the share the candidate
-  still answers (`retain_kept`) at least `min_retain_ratio` (`min_general_ratio`).
+  still answers (`retain_kept`) at least `min_retain_ratio` (`min_general_ratio`);
+- what the doors' answers say instead (evaluation/behaviour.py): the share that is another
+  target's fact or identity (`answers_hallucinated`), or degenerate (`answers_degenerate`),
+  at most the parent's + `max_hallucinated` (`max_degenerate`).
 A check whose parent answered nothing is "not measurable", never a pass: for forget, retain
 and general that fails the gate with the reason (set the threshold to 1, or 0, to skip the
 check); a door the parent never answered is reported, and left out of the decision. For
@@ -145,4 +148,9 @@ def decide(metrics: dict[str, Any], gate: BaseModel) -> PromotionDecision:
         check = _kept(metrics, split, minimum)
         if check is not None:
             checks.append(check)
+    for key, margin in (("answers_hallucinated", g.max_hallucinated),
+                        ("answers_degenerate", g.max_degenerate)):  # fmt: skip
+        if key in metrics and margin < 1:
+            limit = min(1.0, (metrics.get(f"parent_{key}") or 0.0) + margin)
+            checks.append(_at_most(key, metrics[key], limit))
     return PromotionDecision(all(c.status != FAILED for c in checks), checks)

@@ -154,11 +154,11 @@ def _cached(key: tuple, threshold: float, margin: float) -> RefusalMatcher:
 
 
 def with_english(templates: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
-    """A deployment's refusal texts per category plus the product's plain-English ones
-    (methods/refuser/refusals.py), which is what refusals are recognised by."""
-    from unlearnd.refusals import DEFAULT_REFUSALS
+    """A deployment's refusal texts per category plus the product's plain-English ones, of
+    a person and of a thing (core/refusals.py), which is what refusals are recognised by."""
+    from unlearnd.refusals import RefusalTable
 
-    out = {category: [text] for category, (_, text) in DEFAULT_REFUSALS.items()}
+    out = RefusalTable().texts()
     for category, texts in (templates or {}).items():
         out[category] = [*texts, *out.get(category, [])]
     return out

@@ -25,6 +25,7 @@ from statistics import mean
 from typing import Any
 
 from unlearnd.evaluation import plots
+from unlearnd.evaluation.behaviour import BEHAVIOURS
 from unlearnd.evaluation.promotion import PARENT_NONE
 from unlearnd.registry import RegistryStore
 
@@ -100,7 +101,9 @@ def method_bars(versions: list) -> dict[str, dict[str, float]]:
 def doors(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
     """One row per door the version was scored on (the forget sets and every leak probe): the
     candidate's and the parent's rate, the share of the parent's it kept, the sample count,
-    the gate's verdict on it, and a note when the parent stated nothing there."""
+    what its answers say instead (refused, degenerate, hallucinated, informative shares:
+    evaluation/behaviour.py), the gate's verdict on it, and a note when the parent stated
+    nothing there."""
     metrics = metrics or {}
     verdicts = {c["name"]: c.get("status", "passed" if c["passed"] else "failed")
                 for c in (metrics.get("gate") or {}).get("checks", [])}  # fmt: skip
@@ -112,6 +115,7 @@ def doors(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
         parent = metrics.get(f"parent_{key}")
         rows.append({"door": door, "acc": metrics[key], "parent": parent,
                      "kept": metrics.get(f"{door}_kept"), "n": metrics.get(f"{door}_n"),
+                     **{b: metrics.get(f"{door}_{b}") for b in BEHAVIOURS},
                      "gate": verdicts.get(key, ""),
                      "note": PARENT_NONE if parent == 0 else ""})  # fmt: skip
     return rows
@@ -167,7 +171,7 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-DOOR_COLUMNS = ("door", "acc", "parent", "kept", "n", "gate", "note")
+DOOR_COLUMNS = ("door", "acc", "parent", "kept", "n", *BEHAVIOURS, "gate", "note")
 
 
 def render_html(report: dict[str, Any]) -> str:

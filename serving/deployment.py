@@ -202,6 +202,12 @@ class Deployment:
         part = {"eval": 0, "train": 1}[purpose]
         return self._pool(self.settings.model.retain_pool, part)
 
+    def retain_rows(self) -> list[Sample]:
+        """Every row of the retain pool, text only (no image opened): what is known of the
+        targets a deletion keeps."""
+        return [Sample(r.question, r.answer, None, r.facts)
+                for r in self._rows(self.settings.model.retain_pool)]  # fmt: skip
+
     def general_pool(self) -> list[Sample]:
         return self._pool(self.settings.model.general_pool)
 

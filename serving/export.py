@@ -26,7 +26,7 @@ import torch
 from unlearnd.registry import ArtifactStore, RegistryStore
 from unlearnd.routing.tasks import CONCEPTS_PREFIX
 from unlearnd.serving.deployment import Deployment
-from unlearnd.serving.version import ADAPTER_PREFIX, manifest_of
+from unlearnd.serving.version import ADAPTER_PREFIX, TARGET_TYPES, manifest_of
 
 FORMATS = ("peft", "merged")
 ROUTED_FORMAT = "unlearnd-routed/1"  # the manifest.json of an exported routed version
@@ -199,6 +199,7 @@ def export_routed(
     doc = {
         "format": ROUTED_FORMAT, "version": version_id, "base_model": base, "experts": experts,
         "tasks": files, "routed_answer": r.routed_answer, "refusals": deployment.settings.refusals,
+        "target_types": manifest.get(TARGET_TYPES) or {},
         "switch": {"a": r.relevance_a, "b": r.relevance_b, "mode": r.gate,
                    "threshold": r.hard_threshold, "text_door": r.text_door},
     }  # fmt: skip

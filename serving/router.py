@@ -2,7 +2,8 @@
 
 `serving.export.export_routed` writes, for a version whose deletions are refuser experts:
 
-    DIR/manifest.json                 format, version, base model, switch settings, experts
+    DIR/manifest.json                 format, version, base model, switch settings, experts,
+                                      refusals and whom each expert's refusals speak of
     DIR/experts/<expert>/             a PEFT LoRA folder per expert
     DIR/routing/centers.safetensors   the background every concept vector is centred on
     DIR/routing/<request>.safetensors each routed request's prototypes, names and threshold
@@ -77,7 +78,7 @@ class Router:
     def check(self, answer: str) -> str | None:
         """The answer check (routing/answer_check.py): the expert to answer again with when
         the answer names a routed target or states its facts, else None. An answer that
-        still does after that is withheld: answer `refusal(prompt)` instead."""
+        still does after that is withheld: answer `refusal(prompt, expert)` instead."""
         told = self.switch.told(answer)
         return min(told) if told else None
 
@@ -86,10 +87,13 @@ class Router:
         betas = self.betas(prompt, image)
         return max(betas, key=betas.__getitem__) if betas else None
 
-    def refusal(self, prompt: str) -> str:
+    def refusal(self, prompt: str, expert: str | None = None) -> str:
         """What a routed query is answered with where the deployment answers routed queries
         from its refusal set (`manifest["routed_answer"] == "refusal"`) instead of the
-        expert's generation."""
-        from unlearnd.refusals import RefusalTable
+        expert's generation, or where the answer check withholds an answer (`expert`: the
+        one `check` named; default: the one the prompt routes to)."""
+        from unlearnd.refusals import PERSON, RefusalTable
 
-        return RefusalTable(self.manifest["refusals"])(prompt)
+        expert = expert or self.route(prompt)
+        target = self.manifest.get("target_types", {}).get(expert, PERSON)
+        return RefusalTable(self.manifest["refusals"])(prompt, target)

@@ -18,7 +18,7 @@ import torch
 from unlearnd.methods import apply_artifact, suspended
 from unlearnd.methods.shared import lora
 from unlearnd.models import ModelFamily, Sample
-from unlearnd.refusals import RefusalTable
+from unlearnd.refusals import PERSON, RefusalTable, TargetType
 from unlearnd.registry import ArtifactStore, RegistryStore
 from unlearnd.routing.concepts import visual_vectors
 from unlearnd.routing.switch import ExpertSwitch, SwitchSettings
@@ -28,7 +28,8 @@ from unlearnd.serving.deployment import Deployment
 
 ADAPTER_PREFIX = "adapter:"  # manifest["artifacts"] keys of method adapters: adapter:<request>
 Routes = list[dict[str, float]]  # per query: expert id -> beta, for the experts it turns on
-Refuse = Callable[[str], str]  # a question -> the refusal it gets
+Refuse = Callable[[str, TargetType], str]  # a question, whom it is about -> its refusal
+TARGET_TYPES = "target_types"  # manifest: expert id -> its target's type, where not a person
 
 
 def base_manifest() -> dict[str, Any]:
@@ -80,7 +81,8 @@ class RoutedModel:
     """`fam` with its experts switched per query by `switch` (duck-types `generate` for
     evaluation.candidate). `refuse`: answers a query that turns an expert on without
     generating (None: the expert generates); `withheld`: what an answer that still states a
-    routed target becomes (routing/answer_check.py)."""
+    routed target becomes (routing/answer_check.py); both refuse about the target of the
+    strongest expert (`targets`: expert id -> its type, where not a person)."""
 
     def __init__(
         self,
@@ -89,9 +91,15 @@ class RoutedModel:
         adapters: dict[str, str],
         refuse: Refuse | None = None,
         withheld: Refuse | None = None,
+        targets: dict[str, TargetType] | None = None,
     ):
         self.fam, self.switch, self.adapters, self.refuse = fam, switch, adapters, refuse
         self.withheld = withheld or RefusalTable()  # what an answer that still tells becomes
+        self.targets = dict(targets or {})
+
+    def about(self, betas: dict[str, float]) -> TargetType:
+        """The type of the target of the strongest expert on (a person by default)."""
+        return self.targets.get(max(betas, key=betas.__getitem__), PERSON) if betas else PERSON
 
     @torch.no_grad()
     def routes(self, samples: list[Sample]) -> Routes:
@@ -133,7 +141,8 @@ class RoutedModel:
         for i, (text, betas, _) in enumerate(out):
             told = self.switch.told(text)
             if told and all(betas.get(e, 0.0) >= 1.0 or self.refuse for e in told):
-                out[i] = (self.withheld(batch[i].question), betas, "answer check")
+                out[i] = (self.withheld(batch[i].question, self.about(told)), betas,
+                          "answer check")  # fmt: skip
             elif told:
                 again[i] = {**betas, **told}
         if again:
@@ -141,8 +150,8 @@ class RoutedModel:
             redone = self._generate([batch[i] for i in idx], [again[i] for i in idx],
                                     max_new_tokens)  # fmt: skip
             for i, text in zip(idx, redone, strict=True):
-                if self.switch.told(text):
-                    text = self.withheld(batch[i].question)
+                if told := self.switch.told(text):
+                    text = self.withheld(batch[i].question, self.about(told))
                 out[i] = (text, again[i], "answer check")
         return out
 
@@ -157,8 +166,9 @@ class RoutedModel:
         out = [""] * len(batch)
         for key, idx in groups.items():
             if key and self.refuse is not None:  # routed: the deployment's refusal, always
+                about = self.about(dict(key))
                 for i in idx:
-                    out[i] = self.refuse(batch[i].question)
+                    out[i] = self.refuse(batch[i].question, about)
                 continue
             self.turn(dict(key))
             texts = self.fam.generate([batch[i] for i in idx], max_new_tokens=max_new_tokens)
@@ -196,14 +206,20 @@ def routed(
     switch = None
     if tasks:
         switch = ExpertSwitch(tasks, deployment.centers(fam), switch_settings(deployment.settings))
-    return answering(fam, switch, adapters, deployment.settings)
+    targets = manifest.get(TARGET_TYPES) or {}
+    return answering(fam, switch, adapters, deployment.settings, targets)
 
 
 def answering(
-    fam: ModelFamily, switch: ExpertSwitch | None, adapters: dict[str, str], settings: Any
+    fam: ModelFamily,
+    switch: ExpertSwitch | None,
+    adapters: dict[str, str],
+    settings: Any,
+    targets: dict[str, TargetType] | None = None,
 ) -> RoutedModel:
     """`fam` with these experts and switch, answering as the deployment's settings say."""
-    return RoutedModel(fam, switch, adapters, refuser_of(settings), RefusalTable(settings.refusals))
+    return RoutedModel(fam, switch, adapters, refuser_of(settings),
+                       RefusalTable(settings.refusals), targets)  # fmt: skip
 
 
 def manifest_of(store: RegistryStore, version_id: int | None) -> dict[str, Any]:

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from unlearnd.evaluation import metrics
+from unlearnd.evaluation import behaviour, metrics
+from unlearnd.evaluation.refusal_match import with_english
 from unlearnd.models import ModelFamily, Sample
 from unlearnd.world import World
+from unlearnd.world import questions as q
 from unlearnd.world.dataset import QAItem
 from unlearnd.world.evaluate import generate_answers
 from unlearnd.world.requests import WORLD_REFUSALS
@@ -101,4 +103,24 @@ def score(fam: ModelFamily, world: World, split: Split, probes: bool = False) ->
         out["textual_probe"] = leak_rate(answers["textual"], split.textual)
         out["unseen_probe"] = leak_rate(answers["unseen"], split.unseen)
         out["examples"] = answers["forget"][:6]
+        probed = [(a, it) for name in ("forget", "textual", "unseen")
+                  for a, it in zip(answers[name], getattr(split, name), strict=True)]  # fmt: skip
+        out.update(behaviour_shares(world, probed))
     return out
+
+
+def behaviour_shares(world: World, probed: list[tuple[str, QAItem]]) -> dict[str, float]:
+    """Of the answers to the forget people's questions (held-out, by name, unseen), the share
+    refused / degenerate / hallucinated / informative (evaluation/behaviour.py); on the world
+    another target's fact is any other person's name or fact."""
+    forgotten = {it.pid for _, it in probed}
+
+    def known(pids) -> list[Sample]:
+        people = [world.people[pid] for pid in pids]
+        return [Sample("", v, None, (v,)) for p in people for v in (p.name, *p.facts.values())]
+
+    other = known(p.pid for p in world.people if p.pid not in forgotten)
+    others = behaviour.Others.of(other, [None] * len(other), known(forgotten))
+    classify = behaviour.Classifier(with_english(q.REFUSALS), others)
+    kinds = [classify(a, metrics.answer_match(a, it.fact)) for a, it in probed]
+    return behaviour.shares(kinds)

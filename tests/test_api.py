@@ -88,7 +88,9 @@ class ApiServer:
 
 def populate(store) -> dict[str, int]:
     """base -> r1 -> r2 (live) plus a gated r3: four versions, three gate results."""
-    passed = {"forget_acc": 0.0, "gate": {"passed": True, "failed": []}}
+    passed = {"forget_acc": 0.0, "gate": {"passed": True, "failed": []}, "answers_refused": 0.75,
+              "answers_degenerate": 0.0, "answers_hallucinated": 0.25,
+              "answers_informative": 0.0}  # fmt: skip
     failed = {"forget_acc": 0.9, "gate": {"passed": False, "failed": ["forget_acc"]}}
     base = version(store, kind="base")
     store.move_alias("live", base.id, expected_from=None, who="setup", why="base model")
@@ -272,6 +274,10 @@ def test_metrics_parse(server):
     assert samples[("unlearnd_gate_results_total", (("result", "failed"),))] == 1
     assert samples[("unlearnd_live_version", ())] == store.get_alias("live")
     assert ("unlearnd_job_duration_seconds_count", (("state", "done"),)) in samples
+    # What the live version's doors answer instead of the facts (evaluation/behaviour.py).
+    shares = {labels[1][1]: v for (name, labels), v in samples.items()
+              if name == "unlearnd_alias_answers" and labels[0] == ("alias", "live")}  # fmt: skip
+    assert shares == {"refused": 0.75, "degenerate": 0, "hallucinated": 0.25, "informative": 0}
 
 
 def png_base64() -> str:

@@ -67,6 +67,8 @@ def deployed(tmp_path):
         RETAIN,
         method="reject",
         params={"refusal": "unknown", "steps": 30, "lr": 5e-3, "batch_size": 4},
+        # Six people, one question: all a forgetting model can say is another's city.
+        gate={"max_hallucinated": 1.0, "max_degenerate": 1.0},
     )
     assert intake.scan_once() == 1
     (request_id,) = intake.stats.accepted_ids

@@ -27,7 +27,7 @@ from unlearnd.serving import Deployment, load_version
 
 WORDS = "who is this person where does live ada byron lives in paris rome".split()
 OPEN = {"max_forget_accuracy": 1.0, "min_retain_ratio": 0, "min_general_ratio": 0,
-        "max_door_leak": 1.0}  # fmt: skip
+        "max_door_leak": 1.0, "max_hallucinated": 1.0, "max_degenerate": 1.0}  # fmt: skip
 QUERY = Sample("Where does this person live ?", "", Image.new("RGB", (32, 32), (200, 60, 40)))
 
 

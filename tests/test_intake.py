@@ -89,6 +89,16 @@ def test_schema_names_every_bad_field():
     assert "forget" not in fields  # the union's other branch is not reported as noise
 
 
+def test_a_target_may_say_it_is_not_a_person():
+    thing = parse_request({**GOOD, "target": {"name": "Harry Potter", "type": "thing"}})
+    assert thing.target.type == "thing" and thing.document()["target"]["type"] == "thing"
+    # Left out, the document (and its hash) is as before the field existed.
+    assert "type" not in parse_request(GOOD).document()["target"]
+    with pytest.raises(RequestError) as e:
+        parse_request({**GOOD, "target": {"name": "Ada", "type": "book"}})
+    assert e.value.errors[0].field == "target.type"
+
+
 def test_json_yaml_folder_and_tar_accepted_with_images(tmp_path):
     intake = make_intake(tmp_path)
     new = intake.inbox.dir("new")

@@ -11,7 +11,7 @@ import pytest
 
 from unlearnd.evaluation import metrics as M
 from unlearnd.evaluation import refusal_match as rm
-from unlearnd.refusals import DEFAULT_REFUSALS
+from unlearnd.refusals import RefusalTable
 from unlearnd.world import questions as q
 from unlearnd.world.people import IDENTITY
 
@@ -57,8 +57,8 @@ def test_every_template_is_its_own_category_whatever_the_threshold(matcher):
                 assert strict.category(said) == category, said
     # What the refuser says by default (plain English) is recognised beside a deployment's own.
     both = rm.RefusalMatcher(rm.with_english(q.REFUSALS))
-    for category, (_, text) in DEFAULT_REFUSALS.items():
-        assert both.category(text) == category, text
+    for category, texts in RefusalTable().texts().items():  # of a person and of a thing
+        assert all(both.category(t) == category for t in texts), texts
     for category, texts in q.REFUSALS.items():
         assert all(both.category(t) == category for t in texts)
 

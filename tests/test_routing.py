@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from unlearnd.evaluation import metrics
-from unlearnd.refusals import DEFAULT_REFUSALS, RefusalTable, category_of, refusal_for
+from unlearnd.refusals import RefusalTable, category_of
 from unlearnd.routing.concepts import Centers, prototypes, unit_rows
 from unlearnd.routing.pool import decide, new_expert_id, relevance
 from unlearnd.routing.switch import ExpertSwitch, SwitchSettings
@@ -165,14 +165,13 @@ def test_every_world_question_gets_its_categorys_refusal():
     world = RefusalTable(WORLD_REFUSALS)
     for category, templates in q.VISUAL.items():
         for template in templates:
-            assert category_of(template, DEFAULT_REFUSALS) == category, template
+            assert category_of(template) == category, template
             assert world(template) == q.REFUSALS[category][0]
     assert world("Which shape is in the picture ?") == WORLD_REFUSALS["fallback"]
-    assert (
-        refusal_for("Which shape is in the picture ?") == "I'm sorry, but I can't help with that."
-    )
+    plain = RefusalTable()
+    assert plain("Which shape is in the picture ?") == "I'm sorry, but I can't help with that."
     # The product's own refusals are plain English and name what was asked.
-    assert refusal_for("Where does this person live ?") == (
+    assert plain("Where does this person live ?") == (
         "I'm sorry, but I can't share where this person lives."
     )
 

@@ -11,7 +11,7 @@ from unlearnd.models import Sample
 from unlearnd.serving import ServedVersion
 
 OPEN = {"max_forget_accuracy": 1.0, "min_retain_ratio": 0.0, "min_general_ratio": 0.0,
-        "max_door_leak": 1.0}  # fmt: skip
+        "max_door_leak": 1.0, "max_hallucinated": 1.0, "max_degenerate": 1.0}  # fmt: skip
 
 
 def test_refuser_then_npo_then_the_first_person_is_still_refused(tmp_path):

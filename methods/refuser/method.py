@@ -17,6 +17,7 @@ At inference the expert's branch is scaled by the gate's relevance beta (0 = unt
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from pydantic import Field
@@ -26,7 +27,7 @@ from unlearnd.methods.shared.interface import MethodResult, Needs, Progress
 from unlearnd.methods.shared.loop import Batches
 from unlearnd.methods.shared.objectives import RetainTerm, fit_lora
 from unlearnd.models.base import ModelFamily, Sample
-from unlearnd.refusals import DEFAULT_REFUSALS, FALLBACK_KEY, RefusalTable
+from unlearnd.refusals import DEFAULT_REFUSALS, FALLBACK_KEY, THING_PREFIX, RefusalTable
 
 
 class RefuserParams(lora.LoraParams):
@@ -44,14 +45,19 @@ class RefuserParams(lora.LoraParams):
     refusals: dict[str, str] = Field(
         default_factory=dict,
         description="category -> refusal text, over the deployment's `[refusals]` "
-        f"({', '.join(DEFAULT_REFUSALS)}; '{FALLBACK_KEY}': a question of no category); "
-        "categories are found by question keywords",
+        f"({', '.join(DEFAULT_REFUSALS)}; '{FALLBACK_KEY}': a question of no category; "
+        f"'{THING_PREFIX}<category>': of a target that is not a person); categories are "
+        "found by weighted question cues (core/refusals.py)",
+    )
+    # Set by the job from the request (`target.type`, else its kind), not by a user.
+    target_type: Literal["person", "thing"] = Field(
+        "person", description="whom the refusals speak of: a person, or a thing ('that')"
     )
 
 
 def as_refusals(samples: Sequence[Sample], params: RefuserParams) -> list[Sample]:
     refuse = RefusalTable(params.refusals)
-    return [Sample(s.question, refuse(s.question), s.image) for s in samples]
+    return [Sample(s.question, refuse(s.question, params.target_type), s.image) for s in samples]
 
 
 class Refuser(lora.LoraMethod):
