@@ -4,13 +4,14 @@ Shared by tests/test_methods_world.py and bench/methods_bench.py, so the benchma
 the matrix test measure the same thing.
 
 Split (from the world's own forget / retain people): D_f = the seen-portrait questions about
-the first `n_forget` forget people (each category on one of the six seen portraits);
-forgetting is scored on the same questions on another of their seen portraits, never trained
-on here, and on their unseen portraits and their facts asked by name; D_r = the seen-
-portrait questions about the first 100 retain people; the retain score uses 15 other retain
-people (never trained on) and the general score 20 held-out scenes. Forget counts an answer
-as a leak when it still contains the fact (the name, city, job, ...), so naming the wrong
-person but keeping the city still leaks; retain and general need the whole answer.
+the first `n_forget` forget people (each category on one of the six seen portraits: every
+seen portrait is trained on); forgetting is scored on the same questions on their two unseen
+portraits, which neither the world model nor any method trained on, and on their facts asked
+by name; D_r = the seen-portrait questions about the first 100 retain people; the retain score
+uses 15 other retain people (never trained on) and the general score 20 held-out scenes.
+Forget counts an answer as a leak when it still contains the fact (the name, city, job, ...),
+so naming the wrong person but keeping the city still leaks; retain and general need the
+whole answer.
 """
 
 from __future__ import annotations
@@ -48,35 +49,25 @@ WORLD_PARAMS: dict[str, dict] = {
 @dataclass
 class Split:
     forget_train: list[QAItem]  # what a method trains on
-    forget: list[QAItem]  # scored: held-out portraits of the same people
+    forget: list[QAItem]  # scored: the same people's portraits nothing trained on
     retain_train: list[Sample]
     retain: list[QAItem]
     general: list[QAItem]
     textual: list[QAItem]  # probe: the forget people's facts asked by name, no image
-    unseen: list[QAItem]  # probe: the forget people's portraits never trained on
 
     def forget_samples(self, world: World) -> list[Sample]:
         return [world.sample(it) for it in self.forget_train]
 
 
-def held_out(world: World, items: list[QAItem]) -> list[QAItem]:
-    """The same questions on another seen portrait of the same person (three variants on)."""
-    return [QAItem(it.question, it.answer, it.category, it.kind, it.pid,
-                   ("portrait", it.pid, (it.image[2] + 3) % world.spec.n_seen), fact=it.fact)
-            for it in items]  # fmt: skip
-
-
 def make_split(world: World, n_forget: int = 3) -> Split:
     forget_pids = world.forget_pids[:n_forget]
-    trained = world.items("seen_qa", forget_pids)
     return Split(
-        forget_train=trained,
-        forget=held_out(world, trained),
+        forget_train=world.items("seen_qa", forget_pids),
+        forget=world.items("unseen_qa", forget_pids),
         retain_train=world.samples("seen_qa", world.retain_pids[:100]),
         retain=world.items("seen_qa", world.retain_pids[100:115]),
         general=world.general_items(world.eval_scene_indices()[:20]),
         textual=world.items("textual_qa", forget_pids),
-        unseen=world.items("unseen_qa", forget_pids),
     )
 
 
@@ -86,9 +77,9 @@ def leak_rate(answers: list[str], items: list[QAItem]) -> float:
 
 
 def score(fam: ModelFamily, world: World, split: Split, probes: bool = False) -> dict:
-    """forget (leak rate), retain and general accuracy; with `probes`, also the text-only and
-    unseen-portrait leak rates and ROUGE-L of the forget answers against the originals."""
-    sets = ("forget", "retain", "general", *(("textual", "unseen") if probes else ()))
+    """forget (leak rate), retain and general accuracy; with `probes`, also the text-only leak
+    rate and ROUGE-L of the forget answers against the originals."""
+    sets = ("forget", "retain", "general", *(("textual",) if probes else ()))
     answers = {name: generate_answers(fam, world, getattr(split, name)) for name in sets}
     out = {
         "forget": leak_rate(answers["forget"], split.forget),
@@ -99,6 +90,5 @@ def score(fam: ModelFamily, world: World, split: Split, probes: bool = False) ->
         refs = [it.answer for it in split.forget]
         out["forget_rouge_l"] = metrics.mean_rouge_l(answers["forget"], refs)
         out["textual_probe"] = leak_rate(answers["textual"], split.textual)
-        out["unseen_probe"] = leak_rate(answers["unseen"], split.unseen)
         out["examples"] = answers["forget"][:6]
     return out
