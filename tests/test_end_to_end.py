@@ -17,9 +17,13 @@ from unlearnd.daemon.worker import Worker
 from unlearnd.registry import open_registry
 from unlearnd.serving import Deployment, load_version
 
+# Six pictures: the pipeline trains on the first four and scores on the last two.
+PICTURES = [*FORGET, *shaded(FORGET, -30), *shaded(FORGET, 30)]
+DELETE = {"refusal": "unknown", "steps": 30, "lr": 5e-3, "batch_size": 4}  # reject's params
 
-def drop_bundle(inbox_new, name, forget, retain, **fields):
-    folder = inbox_new.parent / "tmp" / name
+
+def write_bundle(folder, forget=PICTURES, retain=RETAIN, **fields):
+    """A request bundle forgetting two people of the six-facts model, in `folder`."""
     folder.mkdir(parents=True)
 
     def entries(prefix, samples):
@@ -32,29 +36,28 @@ def drop_bundle(inbox_new, name, forget, retain, **fields):
     doc = {
         "schema": "unlearnd.request/v1",
         "kind": "entity",
-        "target": {"name": name, "description": "two people in the six-facts model"},
+        "target": {"name": folder.name, "description": "two people in the six-facts model"},
         "forget": entries("f", forget),
         "retain": entries("r", retain),
         "requested_by": "test",
         **fields,
     }
     (folder / "request.json").write_text(json.dumps(doc))
-    folder.rename(inbox_new / name)  # Maildir: write in tmp/, rename into new/
+    return folder
 
 
-def deployed(tmp_path, **settings_fields):
-    """A deployment of the six-facts model with one committed deletion of two people."""
+def six_facts(tmp_path, **fields) -> Settings:
+    """A deployment of the six-facts model (its retain pool: the four other people)."""
     model_dir = tmp_path / "model"
     taught_llava().save(model_dir)
-    settings = Settings(
-        workdir=tmp_path / "w",
-        model=ModelSettings(
-            path=str(model_dir),
-            eval_samples=4,
-            retain_pool=str(write_pool(tmp_path / "pool", RETAIN)),
-        ),
-        **settings_fields,
-    )
+    model = ModelSettings(path=str(model_dir), eval_samples=4,
+                          retain_pool=str(write_pool(tmp_path / "pool", RETAIN)))  # fmt: skip
+    return Settings(workdir=tmp_path / "w", model=model, **fields)
+
+
+def deployed(tmp_path):
+    """A deployment of the six-facts model with one committed deletion of two people."""
+    settings = six_facts(tmp_path)
     settings.daemon.stable_checks = 1
     store = open_registry(settings)
     pipeline = UnlearningPipeline(settings)
@@ -63,16 +66,8 @@ def deployed(tmp_path, **settings_fields):
     assert store.get_version(base).kind == "base"
 
     intake = Intake(settings, RegistrySink(store, settings.daemon.max_attempts))
-    # Six pictures: the pipeline trains on the first four and scores on the last two.
-    forget = [*FORGET, *shaded(FORGET, -30), *shaded(FORGET, 30)]
-    drop_bundle(
-        intake.inbox.dir("new"),
-        "forget-two",
-        forget,
-        RETAIN,
-        method="reject",
-        params={"refusal": "unknown", "steps": 30, "lr": 5e-3, "batch_size": 4},
-    )
+    folder = write_bundle(intake.inbox.dir("tmp") / "forget-two", method="reject", params=DELETE)
+    folder.rename(intake.inbox.dir("new") / folder.name)  # Maildir: write in tmp/, rename
     assert intake.scan_once() == 1
     (request_id,) = intake.stats.accepted_ids
 
