@@ -30,19 +30,20 @@ DESCRIPTION = "I see a person in this picture ."
 
 # Each method's params on this split (3 forget people, seed 0), tuned so each forgets and
 # keeps the rest; a LoRA on the FFNs only ("ffn") disturbs the other people least here.
-# Measured (forget leak / retain / general; base 1.0 / 1.0 / 0.99) in the comments.
+# Measured (forget leak on unseen portraits / retain / general; base 1.0 / 1.0 / 0.99) in the
+# comments (bench/results/methods.json).
 WORLD_PARAMS: dict[str, dict] = {
     "ga": {"lr": 2e-3, "steps": 25, "target": "ffn", "lora_rank": 4, "nll_cap": 5},  # 0/.87/.99
-    "cagul": {"lr": 3e-2, "steps": 100, "k": 6},  # .06 / .97 / .99 (6 of 9 tokens)
-    "graddiff": {"lr": 3e-3, "steps": 30, "nll_cap": 5},  # 0 / .93 / .95
+    "cagul": {"lr": 3e-2, "steps": 100, "k": 6},  # .17 / .97 / .99 (6 of 9 tokens)
+    "graddiff": {"lr": 3e-3, "steps": 30, "nll_cap": 5},  # 0 / .90 / .92
     "kl": {"lr": 2e-3, "steps": 30, "target": "ffn", "nll_cap": 5},  # 0 / .92 / .99
     "npo": {"lr": 7e-4, "steps": 60, "target": "ffn", "alpha": 3.0},  # 0 / .86 / .99
     "pubg": {"lr": 3e-3, "nll_cap": 5, "reference_answer": DESCRIPTION},  # 0 / .97 / .99
-    # 0 / .89 / .94 (ungated, in place)
+    # 0 / .83 / .89 (ungated, in place)
     "refuser": {"steps": 40, "lr": 5e-3, "lora_rank": 16, "lora_alpha": 32,
                 "target": "blocks+projector", "refusals": WORLD_REFUSALS},
     "reject": {"lr": 3e-3, "steps": 30, "refusal": "I cannot identify this person ."},  # 0/.99/.98
-    "vl_eraser": {"retain_tokens": "all", "threshold": 1e-3},  # .06 / .69 / .92
+    "vl_eraser": {"retain_tokens": "all", "threshold": 1e-3},  # 0 / .69 / .92
 }  # fmt: skip
 
 
