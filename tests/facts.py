@@ -29,6 +29,21 @@ FACTS = [
     for city, rgb in zip(CITIES, COLOURS.values(), strict=True)
 ]
 FORGET, RETAIN = FACTS[:2], FACTS[2:]
+
+
+def shaded(samples: list[Sample], shift: int) -> list[Sample]:
+    """The same facts on pictures a little lighter (shift > 0) or darker: pictures no method
+    trained on, which the taught model still answers (grey's are not: grey lies between black
+    and white, so only the forget facts are shaded)."""
+    out = []
+    for s in samples:
+        rgb = tuple(min(255, max(0, c + shift)) for c in s.image.getpixel((0, 0)))
+        out.append(Sample(s.question, s.answer, Image.new("RGB", s.image.size, rgb)))
+    return out
+
+
+# The forget facts on eight pictures never trained on: where forgetting is scored.
+HELD_OUT = [s for shift in (-20, -10, 10, 20) for s in shaded(FORGET, shift)]
 WORDS = [
     *CITIES,
     "where",

@@ -1,7 +1,9 @@
 """Scaling out: two `unlearnd serve` workers and one `unlearnd api` on one PostgreSQL.
 
 20 requests submitted through the API, each committed exactly once, the live chain and the
-alias history consistent, and the API (JSON and /metrics) shows all of it.
+alias history consistent, and the API (JSON and /metrics) shows all of it. The processes
+run a stand-in pipeline (tests/local_daemon.py: no training, the gate opened) so that 20
+jobs take seconds; the real pipeline and its gate on PostgreSQL are the second test's.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_api import AUTH, TOKEN, ApiServer
 from test_daemon_crash import Served, check_exactly_once, requests_for
 from test_daemon_postgres import pg_url  # noqa: F401 - the fixture: a fresh database
+from test_end_to_end import DELETE, six_facts, write_bundle
 
 from unlearnd.config import Settings
 from unlearnd.registry import open_registry
@@ -79,6 +82,33 @@ def test_two_workers_and_the_api_on_postgres(tmp_path, pg_url):  # noqa: F811
     assert all(a[1] == b[0] for a, b in zip(moves, moves[1:], strict=False))  # an unbroken chain
     assert metrics[("unlearnd_jobs", (("state", "done"),))] == N
     assert metrics[("unlearnd_queue_depth", ())] == 0
-    assert metrics[("unlearnd_gate_results_total", (("result", "passed"),))] == N
     assert metrics[("unlearnd_live_version", ())] == live
     assert metrics[("unlearnd_job_duration_seconds_count", (("state", "done"),))] == N
+
+
+def test_the_real_pipeline_and_gate_on_postgres(tmp_path, pg_url):  # noqa: F811
+    """The worker's own pipeline on PostgreSQL (the six-facts model: training, scoring on
+    held-out pictures, the promotion gate): a deletion that forgets is committed, one that
+    trains too little to forget is gated, and /metrics counts one of each."""
+    from fastapi.testclient import TestClient
+    from local_daemon import LocalDaemon
+
+    from unlearnd.api import create_app
+
+    settings = six_facts(tmp_path, database_url=pg_url)
+    daemon = LocalDaemon(settings)
+    store = daemon.store
+    # First: on top of the deletion, its two people would be forgotten already.
+    weak = {**DELETE, "steps": 1, "lr": 1e-6}
+    too_little = daemon.submit(write_bundle(tmp_path / "too-little", method="reject", params=weak))
+    forgets = daemon.submit(write_bundle(tmp_path / "forgets", method="reject", params=DELETE))
+    assert store.get_request(forgets).state == "committed"
+    assert store.get_request(too_little).state == "gated"
+    committed, gated = (next(v for v in store.list_versions() if v.request_id == r)
+                        for r in (forgets, too_little))  # fmt: skip
+    assert committed.metrics["forget_acc"] == 0.0 and gated.metrics["forget_acc"] == 1.0
+    assert store.get_alias("live") == committed.id  # the gated version never went live
+    with TestClient(create_app(settings)) as http:
+        metrics = scrape(http)
+    assert metrics[("unlearnd_gate_results_total", (("result", "passed"),))] == 1
+    assert metrics[("unlearnd_gate_results_total", (("result", "failed"),))] == 1

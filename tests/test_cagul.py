@@ -122,7 +122,7 @@ def test_a_request_names_it_and_the_daemon_applies_it(taught, tmp_path):
     """Through intake, the worker's real pipeline and the registry, then served from the
     stored artifact on a freshly loaded base."""
     from local_daemon import LocalDaemon
-    from test_end_to_end import drop_bundle
+    from test_end_to_end import write_bundle
 
     from unlearnd.config import ModelSettings, Settings
 
@@ -138,12 +138,13 @@ def test_a_request_names_it_and_the_daemon_applies_it(taught, tmp_path):
     daemon = LocalDaemon(settings)
     store = daemon.store
     base = store.get_alias("live")
-    (tmp_path / "bundles" / "new").mkdir(parents=True)
     # CAGUL rewrites image tokens only: a question by name (the text door) is not its door
-    # (a finding, README); this test is about the daemon applying it.
-    drop_bundle(tmp_path / "bundles" / "new", "two", FORGET, RETAIN, method="cagul",
-                params=PARAMS, gate={"max_door_leak": 1.0})  # fmt: skip
-    request_id = daemon.submit(tmp_path / "bundles" / "new" / "two")
+    # (a finding, README), and what it says instead is not gated here either; this test is
+    # about the daemon applying it.
+    opened = {"max_door_leak": 1.0, "max_hallucinated": 1.0, "max_degenerate": 1.0}
+    bundle = write_bundle(tmp_path / "bundles" / "two", FORGET, RETAIN, method="cagul",
+                          params=PARAMS, gate=opened)  # fmt: skip
+    request_id = daemon.submit(bundle)
 
     (version,) = [v for v in store.list_versions() if v.request_id == request_id]
     assert store.get_request(request_id).state == "committed", version.metrics["gate"]

@@ -1,4 +1,7 @@
-"""Two worker processes on one PostgreSQL queue: 20 requests, each committed exactly once."""
+"""Two worker processes on one PostgreSQL queue: 20 requests, each committed exactly once.
+
+A test of the queue: the workers run a stand-in pipeline (tests/local_daemon.py: no training,
+the gate opened). The real pipeline and gate on PostgreSQL: tests/test_api_workers.py."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from unlearnd.text import normalise
 from unlearnd.world import fixture_dir
 
 
@@ -26,10 +27,16 @@ def test_demo_deletes_shows_and_rolls_back(tmp_path):
     shown = json.loads(done.stdout)
     assert shown["state"] == "committed" and shown["version"] == 2 and shown["parent"] == 1
     rows = [list(r.values()) for r in shown["answers"]]  # probe, question, truth, before, ...
-    forgotten = [r for r in rows if r[0] == "seen portrait"]
-    assert forgotten and all(r[3] != r[4] for r in forgotten)  # the deletion changed them
-    kept = [r for r in rows if r[0] in ("retained person", "scene")]
-    assert kept and all(r[3] == r[4] for r in kept)  # the gate left the rest alone
-    assert all(r[5] == r[3] for r in rows)  # and the rollback brought every answer back
+    assert {r[0] for r in rows} == {"seen portrait", "unseen portrait", "text only",
+                                    "retained person", "scene"}  # fmt: skip
+    person = set(normalise(shown["person"]).split())
+    for probe, _, truth, before, after, rolled in rows:
+        # The model knew every answer, and says it again after the rollback.
+        assert normalise(before) == normalise(truth) == normalise(rolled), (probe, before, rolled)
+        if probe in ("retained person", "scene"):
+            assert after == before, probe  # the gate left the rest alone
+        else:  # about the person, on any picture or by name: neither name nor fact said
+            fact = normalise(truth).split()[-1]
+            assert not (person | {fact}) & set(normalise(after).split()), (probe, after)
     assert shown["history"][-1]["why"] == "demo: undo the deletion"
     assert [(e["from"], e["to"]) for e in shown["history"]][-2:] == [(1, 2), (2, 1)]

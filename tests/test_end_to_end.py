@@ -1,11 +1,13 @@
 """The quick end-to-end path: drop a request -> committed version -> fact no longer given ->
-rollback -> fact given again. Real intake, registry (SQLite), worker, training and inference."""
+rollback -> fact given again. Real intake, registry (SQLite), worker, training and inference.
+Forgetting is scored on pictures nothing trained on: the pipeline's own held-out third of the
+request's pictures (its gate metrics) and facts.HELD_OUT, which the request does not hold."""
 
 from __future__ import annotations
 
 import json
 
-from facts import CITIES, FACTS, FORGET, QUESTION, RETAIN, taught_llava, write_pool
+from facts import CITIES, FACTS, FORGET, HELD_OUT, RETAIN, shaded, taught_llava, write_pool
 
 from unlearnd.config import ModelSettings, Settings
 from unlearnd.daemon.intake import Intake
@@ -15,9 +17,13 @@ from unlearnd.daemon.worker import Worker
 from unlearnd.registry import open_registry
 from unlearnd.serving import Deployment, load_version
 
+# Six pictures: the pipeline trains on the first four and scores on the last two.
+PICTURES = [*FORGET, *shaded(FORGET, -30), *shaded(FORGET, 30)]
+DELETE = {"refusal": "unknown", "steps": 30, "lr": 5e-3, "batch_size": 4}  # reject's params
 
-def drop_bundle(inbox_new, name, forget, retain, **fields):
-    folder = inbox_new.parent / "tmp" / name
+
+def write_bundle(folder, forget=PICTURES, retain=RETAIN, **fields):
+    """A request bundle forgetting two people of the six-facts model, in `folder`."""
     folder.mkdir(parents=True)
 
     def entries(prefix, samples):
@@ -30,28 +36,28 @@ def drop_bundle(inbox_new, name, forget, retain, **fields):
     doc = {
         "schema": "unlearnd.request/v1",
         "kind": "entity",
-        "target": {"name": name, "description": "two people in the six-facts model"},
+        "target": {"name": folder.name, "description": "two people in the six-facts model"},
         "forget": entries("f", forget),
         "retain": entries("r", retain),
         "requested_by": "test",
         **fields,
     }
     (folder / "request.json").write_text(json.dumps(doc))
-    folder.rename(inbox_new / name)  # Maildir: write in tmp/, rename into new/
+    return folder
+
+
+def six_facts(tmp_path, **fields) -> Settings:
+    """A deployment of the six-facts model (its retain pool: the four other people)."""
+    model_dir = tmp_path / "model"
+    taught_llava().save(model_dir)
+    model = ModelSettings(path=str(model_dir), eval_samples=4,
+                          retain_pool=str(write_pool(tmp_path / "pool", RETAIN)))  # fmt: skip
+    return Settings(workdir=tmp_path / "w", model=model, **fields)
 
 
 def deployed(tmp_path):
     """A deployment of the six-facts model with one committed deletion of two people."""
-    model_dir = tmp_path / "model"
-    taught_llava().save(model_dir)
-    settings = Settings(
-        workdir=tmp_path / "w",
-        model=ModelSettings(
-            path=str(model_dir),
-            eval_samples=4,
-            retain_pool=str(write_pool(tmp_path / "pool", RETAIN)),
-        ),
-    )
+    settings = six_facts(tmp_path)
     settings.daemon.stable_checks = 1
     store = open_registry(settings)
     pipeline = UnlearningPipeline(settings)
@@ -60,16 +66,11 @@ def deployed(tmp_path):
     assert store.get_version(base).kind == "base"
 
     intake = Intake(settings, RegistrySink(store, settings.daemon.max_attempts))
-    drop_bundle(
-        intake.inbox.dir("new"),
-        "forget-two",
-        FORGET,
-        RETAIN,
-        method="reject",
-        params={"refusal": "unknown", "steps": 30, "lr": 5e-3, "batch_size": 4},
-        # Six people, one question: all a forgetting model can say is another's city.
-        gate={"max_hallucinated": 1.0, "max_degenerate": 1.0},
-    )
+    # Six people, one question: all a forgetting model can say is another's city.
+    opened = {"max_hallucinated": 1.0, "max_degenerate": 1.0}
+    folder = write_bundle(intake.inbox.dir("tmp") / "forget-two", method="reject", params=DELETE,
+                          gate=opened)  # fmt: skip
+    folder.rename(intake.inbox.dir("new") / folder.name)  # Maildir: write in tmp/, rename
     assert intake.scan_once() == 1
     (request_id,) = intake.stats.accepted_ids
 
@@ -84,21 +85,25 @@ def test_drop_forget_rollback_remember(tmp_path):
     live = store.get_alias("live")
     version = store.get_version(live)
     assert version.parent_id == base and version.request_id == request_id
+    # Scored on the request's two held-out pictures: the parent answered both, the version none.
+    assert version.metrics["forget_n"] == 2
     assert version.metrics["forget_acc"] == 0.0 and version.metrics["parent_forget_acc"] == 1.0
     assert version.metrics["gate"]["passed"] is True
 
     deployment = Deployment(settings)
-    after = load_version(deployment, store, live).generate(FACTS, max_new_tokens=3)
+    cities = [s.answer for s in HELD_OUT]
+    assert load_version(deployment, store, base).generate(HELD_OUT, 3) == cities
+    after = load_version(deployment, store, live).generate(FACTS + HELD_OUT, max_new_tokens=3)
     assert after[:2] == ["unknown", "unknown"]  # forgotten: refused
-    assert after[2:] == CITIES[2:]  # everyone else still answered
+    assert after[2:6] == CITIES[2:]  # everyone else still answered
+    assert after[6:] == ["unknown"] * len(HELD_OUT)  # also on pictures never trained on
 
     store.rollback(base, who="test", why="undo the deletion")
     assert store.get_alias("live") == base
-    again = load_version(deployment, store, store.get_alias("live")).generate(FACTS, 3)
-    assert again == CITIES
+    again = load_version(deployment, store, store.get_alias("live")).generate(FACTS + HELD_OUT, 3)
+    assert again == CITIES + cities
     history = store.alias_history("live")
     assert [e.to_version for e in history][-3:] == [base, live, base]
-    assert QUESTION  # the facts were asked with the same question throughout
 
 
 def test_revert_one_request_restores_its_facts(tmp_path):

@@ -119,16 +119,29 @@ def test_a_stacked_method_version_exports_as_one_peft_folder_and_a_merged_model(
     torch.testing.assert_close(logits(base, served_again), expected, atol=1e-5, rtol=1e-4)
 
 
+def half_open(router, question: str, target, retained) -> Image.Image:
+    """A blend of a target picture and a retained one on which the image door is half open:
+    the continuous gate's beta lies between its threshold and 1 (bisected on the blend)."""
+    lo, hi = 0.0, 1.0  # the retained picture's share
+    for _ in range(16):
+        picture = Image.blend(target, retained, (lo + hi) / 2)
+        beta = max(router.betas(question, picture).values(), default=0.0)
+        if 0 < beta < 0.99:
+            return picture
+        lo, hi = ((lo + hi) / 2, hi) if beta else (lo, (lo + hi) / 2)
+    raise AssertionError("the image door is never half open between the two pictures")
+
+
 @pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
 def test_a_refuser_version_leaves_as_expert_folders_and_a_router(family, tmp_path):
     from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
 
     from unlearnd.serving import Router
     from unlearnd.serving.export import export_version
 
-    settings, model_dir = deployment(family, tmp_path)
+    settings, model_dir = deployment(family, tmp_path)  # the default (continuous) gate
     settings.methods["refuser"] = {"steps": 2}
-    settings.routing.gate = "hard"  # beta 1: what a server applying one LoRA at scale 1 does
     daemon = LocalDaemon(settings)
     daemon.submit(bundle(tmp_path / "r1", "refuser", 200))
     live = daemon.store.get_alias("live")
@@ -138,30 +151,40 @@ def test_a_refuser_version_leaves_as_expert_folders_and_a_router(family, tmp_pat
 
     router = Router(tmp_path / "out")
     served = load_version(Deployment(settings), daemon.store, live)
-    pictures = [Image.new("RGB", (32, 32), (200, 40 + 30 * i, 40)) for i in range(3)]
-    pictures += [Image.new("RGB", (32, 32), (0, 90, 9 * i)) for i in range(3)]  # the pool's
-    queries = [Sample(QUERY.question, "", p) for p in pictures]
+    targets = [Image.new("RGB", (32, 32), (200, 40 + 30 * i, 40)) for i in range(3)]
+    retained = [Image.new("RGB", (32, 32), (0, 90, 9 * i)) for i in range(3)]  # the pool's
+    queries = [Sample(QUERY.question, "", p) for p in targets + retained]
     queries += [Sample("Where does Ada Byron live ?", ""), Sample("who is this person ?", "")]
-    # The exported switch decides as unlearnd's own, query by query.
-    assert [router.betas(q.question, q.image) for q in queries] == served.routes(queries)
+    # The exported switch decides as unlearnd's own, query by query; the image door fires on
+    # every picture of the target and on none of the retained ones.
+    betas = [router.betas(q.question, q.image) for q in queries]
+    assert betas == served.routes(queries)
+    assert [bool(b) for b in betas] == [True] * 3 + [False] * 3 + [True, False], betas
     assert router.route("Where does Ada Byron live ?") == expert  # the text door
-    assert router.route("who is this person ?") is None
     # The answer check travels too: an answer naming the target goes back to its expert.
     assert router.check("Ada Byron lives in a tower .") == expert
     assert router.check("a cat sits on a mat .") is None
 
-    # The expert's folder through PEFT: the logits unlearnd serves for that query.
-    by_name = Sample("Where does Ada Byron live ?", "", None)
-    served.turn({expert: 1.0})
-    enc = served.fam.encode([by_name], with_answer=False)
-    with torch.no_grad():
-        expected = served.fam.model(**served.fam._inputs(enc)).logits
-    served.turn({})
+    # A server applying the expert's folder through PEFT at the Router's beta gets the
+    # logits unlearnd serves: by name (beta 1) and on the half-open picture, where the
+    # continuous gate's beta is below 1 (at scale 1 the logits would differ).
     base = load(model_dir)
     peft_model = PeftModel.from_pretrained(base.model, router.adapter(expert))
-    with torch.no_grad():
-        got = peft_model(**base._inputs(base.encode([by_name], with_answer=False))).logits
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    edge = Sample(QUERY.question, "", half_open(router, QUERY.question, targets[0], retained[0]))
+    (edge_beta,) = served.routes([edge])
+    assert edge_beta == router.betas(edge.question, edge.image) and edge_beta[expert] < 0.99
+    for query, beta in ((queries[6], betas[6]), (edge, edge_beta)):
+        served.turn(beta)
+        enc = served.fam.encode([query], with_answer=False)
+        with torch.no_grad():
+            expected = served.fam.model(**served.fam._inputs(enc)).logits
+        served.turn({})
+        for module in peft_model.modules():
+            if isinstance(module, LoraLayer):
+                module.set_scale("default", beta[expert])
+        with torch.no_grad():
+            got = peft_model(**base._inputs(base.encode([query], with_answer=False))).logits
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
 
 
 def test_what_cannot_leave_is_refused_with_the_reason(tmp_path):

@@ -1,9 +1,9 @@
 """Every registered vision-language method on a tiny llava and a tiny qwen2_vl that first
 learn a few facts.
 
-The matrix over METHODS: each method must really train, change what the model says about the
-forget facts, keep the retain facts, give an artifact that re-applies exactly, and reject bad
-params with a message naming them.
+The matrix over METHODS: each method must really train, lose the forget facts on pictures it
+never trained on (facts.HELD_OUT), keep the retain facts, give an artifact that re-applies
+exactly, and reject bad params with a message naming them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import copy
 
 import pytest
 import torch
-from facts import CITIES, FACTS, FORGET, RETAIN, taught_llava
+from facts import CITIES, FACTS, FORGET, HELD_OUT, RETAIN, taught_llava
 
 from unlearnd.methods import METHODS, ParamError, apply_artifact, artifact_metadata, get_method
 from unlearnd.methods.shared import lora
@@ -46,14 +46,15 @@ MATRIX = {
     "refuser": QUICK,
     "reject": QUICK,
     # Four retain images leave most of this 64-wide model in the null space: the branch is
-    # made from every retain token and subtracted twice over (see methods/vl_eraser.py).
+    # made from every retain token and subtracted three times over (see methods/vl_eraser.py);
+    # at twice over, qwen2_vl still answered 5 of the 8 held-out pictures.
     "vl_eraser": {
         **SMALL,
-        "steps": 30,
+        "steps": 50,
         "lr": 5e-3,
         "retain_tokens": "all",
         "threshold": 1e-2,
-        "strength": 2.0,
+        "strength": 3.0,
     },  # fmt: skip
 }
 
@@ -73,7 +74,10 @@ def test_method_forgets_keeps_retain_and_round_trips(taught, name):
     result = method.fit(fam, FORGET, RETAIN, params, progress=lambda s, t, loss: steps.append(s))
     assert steps == list(range(1, len(result.losses) + 1))  # progress on every step
     assert result.losses and all(torch.isfinite(torch.tensor(result.losses)))
-    assert accuracy(fam, FORGET) <= 0.5, "forget facts must be lost"
+    # Scored on pictures no method trained on, against the parent (which answers them all):
+    # at least 6 of the 8 answers lost (measured: every method loses all 8).
+    before = accuracy(taught, HELD_OUT)
+    assert before == 1.0 and accuracy(fam, HELD_OUT) <= before - 0.75, "forget facts must be lost"
     assert accuracy(fam, RETAIN) >= 0.75, "retain facts must be kept"
     # The artifact alone, applied to a fresh copy of the base, gives the same model.
     fresh = copy.deepcopy(taught)

@@ -2,12 +2,12 @@
 the scenes, and its artifact re-applies exactly from the registry's store (and, for a LoRA,
 through PEFT's own loader). Split, params and scoring: tests/methods_world.py.
 
-Bars, stated against the base model's scores on the same split: the forget leak rate on
-portraits never trained on falls by at least 0.8; retain (15 people never trained on) stays
-within 0.2 and general (scenes) within 0.1. VL-Eraser
-gets wider bars: on this world its subtraction is not selective (the forget people's
-representations are no more in the retain null space than other people's), measured 0.06 /
-0.69 / 0.92, so its bars are retain within 0.4 and general within 0.15.
+Bars, stated against the base model's scores on the same split: the forget leak rate on the
+forget people's unseen portraits (never trained on, by the world model or the method) falls
+by at least 0.8; retain (15 people never trained on) stays within 0.2 and general (scenes)
+within 0.1. VL-Eraser gets wider bars: on this world its subtraction is not selective (the
+forget people's representations are no more in the retain null space than other people's),
+measured 0 / 0.69 / 0.92, so its bars are retain within 0.4 and general within 0.15.
 """
 
 from __future__ import annotations

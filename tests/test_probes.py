@@ -1,6 +1,7 @@
 """Leak probes and the relearning check on the world model: the base model leaks every fact
 of the people it knows; after gradient ascent (GA, params of tests/methods_world.py) the
-probes drop; a few fine-tuning steps on part of the forget set bring facts back."""
+probes drop; a few fine-tuning steps on part of the forget set bring facts back. The 8- and
+4-bit probes answer from the version's weights merged and rounded (a tiny model, facts.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import copy
 import time
 
 import pytest
+import torch
+from facts import FACTS, FORGET, HELD_OUT, RETAIN, taught_llava
 from methods_world import WORLD_PARAMS
 from routing_world import WorldDeployment
 
@@ -19,9 +22,32 @@ from unlearnd.models import load
 from unlearnd.serving import Deployment
 from unlearnd.world import probes as world_probes
 
-pytestmark = pytest.mark.skipif(
+WORLD = pytest.mark.skipif(
     not (W.fixture_dir() / "world.json").is_file(), reason="world fixture not built"
 )
+
+
+def test_quantized_copies_answer_from_merged_rounded_weights():
+    from peft.tuners.lora import LoraLayer
+
+    fam = taught_llava()
+    reject = get_method("reject")
+    params = {"steps": 30, "batch_size": 4, "lr": 5e-3, "refusal": "unknown"}
+    reject.fit(fam, FORGET, RETAIN, reject.validate_params(params))
+    said = fam.generate(FACTS + HELD_OUT, 3)
+    for bits in (8, 4):
+        rounded = probes.quantized(fam, bits)
+        levels = 2 ** (bits - 1) - 1
+        layers = [m for m in rounded.model.modules() if isinstance(m, LoraLayer)]
+        assert layers and all(m.merged for m in layers)  # the deletion is in the weights
+        for m in rounded.model.modules():
+            if isinstance(m, torch.nn.Linear):  # each row on its own grid of 2 * levels + 1
+                w = m.weight / (m.weight.abs().amax(1, keepdim=True) / levels)
+                torch.testing.assert_close(w, w.round(), atol=1e-3, rtol=0)
+        # This model's answers survive rounding, the deletion's refusals with them.
+        assert rounded.generate(FACTS + HELD_OUT, 3) == said, bits
+    assert not any(m.merged for m in fam.model.modules() if isinstance(m, LoraLayer))
+    assert fam.generate(FACTS + HELD_OUT, 3) == said  # the version itself untouched
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +63,7 @@ def world_ga():
     return world, base, fam, pids
 
 
+@WORLD
 def test_probes_leak_on_the_base_and_drop_after_ga(world_ga):
     world, base, forgot, pids = world_ga
     sets = world_probes.probe_sets(world, pids, ("text", "unseen"))
@@ -51,6 +78,7 @@ def test_probes_leak_on_the_base_and_drop_after_ga(world_ga):
     assert probes.leak_probes(forgot, other)["leak_text"] >= after["leak_text"] + 0.4
 
 
+@WORLD
 def test_relearning_brings_forgotten_facts_back(world_ga):
     world, _, forgot, pids = world_ga
     train_on, measure_on = world_probes.relearn_sets(world, pids)
@@ -62,6 +90,7 @@ def test_relearning_brings_forgotten_facts_back(world_ga):
     assert probes.leak(forgot, measure_on) == result["relearn_before"]
 
 
+@WORLD
 def test_a_deployment_gives_the_probes_about_the_people_a_request_names(tmp_path):
     world = W.load_world()
     person = world.people[world.forget_pids[0]]
@@ -83,6 +112,7 @@ def test_a_deployment_gives_the_probes_about_the_people_a_request_names(tmp_path
     assert Deployment(no_probes).probe_sets([person.name]) == {}
 
 
+@WORLD
 def test_pipeline_records_the_probes_in_the_version_metrics(tmp_path):
     dep = WorldDeployment(tmp_path, eval_samples=16)
     pid = dep.world.forget_pids[0]
@@ -93,10 +123,14 @@ def test_pipeline_records_the_probes_in_the_version_metrics(tmp_path):
     m = version.metrics
     assert m["parent_leak_text_acc"] >= 0.5 and m["parent_leak_unseen_acc"] == 1.0
     assert m["leak_unseen_acc"] < 1.0, m
-    # Every door is attacked too: relearning on the forget samples, 8 and 4 bits.
-    for attack in ("relearn", "q8", "q4"):
-        for door in ("forget", "leak_text", "leak_unseen", "leak_context"):
-            assert 0 <= m[f"{attack}_{door}_acc"] <= 1, (attack, door)
+    # Every door is attacked too: relearning on the forget samples, 8 and 4 bits. Rounding
+    # keeps what this model says (measured: every door as in full precision), so a door whose
+    # rounded copy answers otherwise is a broken probe; what rounding does to the weights is
+    # test_quantized_copies_answer_from_merged_rounded_weights.
+    for door in ("forget", "leak_text", "leak_unseen", "leak_context", "leak_cloze"):
+        for attack in ("q8", "q4"):
+            assert abs(m[f"{attack}_{door}_acc"] - m[f"{door}_acc"]) <= 0.1, (attack, door, m)
+        assert 0 <= m[f"relearn_{door}_acc"] <= 1, door
     # Relearning brings facts back through the door it trained on (GA only hid them).
     assert m["relearn_forget_acc"] >= m["forget_acc"] + 0.3, m
     assert elapsed < 90
