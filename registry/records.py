@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, computed_field
 
+from unlearnd.refusals import TargetType
+
 REQUEST_STATES = (
     "received",
     "validated",
@@ -85,6 +87,9 @@ class Manifest(_Input):
     experts: dict[Name, Sha256] = Field(default_factory=dict)
     artifacts: dict[Name, Sha256] = Field(default_factory=dict)
     concept_index: Sha256 | None = None
+    # Expert id -> the type of the target its refusals speak of, where not a person
+    # (serving/version.py TARGET_TYPES); None: every expert's target is a person.
+    target_types: dict[Name, TargetType] | None = None
 
     def blobs(self) -> set[str]:
         found = set(self.experts.values()) | set(self.artifacts.values())

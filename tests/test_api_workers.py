@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_api import AUTH, TOKEN, ApiServer
 from test_daemon_crash import Served, check_exactly_once, requests_for
 from test_daemon_postgres import pg_url  # noqa: F401 - the fixture: a fresh database
-from test_end_to_end import DELETE, six_facts, write_bundle
+from test_end_to_end import DELETE, SAYS_ANOTHER, six_facts, write_bundle
 
 from unlearnd.config import Settings
 from unlearnd.registry import open_registry
@@ -100,8 +100,10 @@ def test_the_real_pipeline_and_gate_on_postgres(tmp_path, pg_url):  # noqa: F811
     store = daemon.store
     # First: on top of the deletion, its two people would be forgotten already.
     weak = {**DELETE, "steps": 1, "lr": 1e-6}
-    too_little = daemon.submit(write_bundle(tmp_path / "too-little", method="reject", params=weak))
-    forgets = daemon.submit(write_bundle(tmp_path / "forgets", method="reject", params=DELETE))
+    too_little = daemon.submit(write_bundle(tmp_path / "too-little", method="reject", params=weak,
+                                            gate=SAYS_ANOTHER))  # fmt: skip
+    forgets = daemon.submit(write_bundle(tmp_path / "forgets", method="reject", params=DELETE,
+                                         gate=SAYS_ANOTHER))  # fmt: skip
     assert store.get_request(forgets).state == "committed"
     assert store.get_request(too_little).state == "gated"
     committed, gated = (next(v for v in store.list_versions() if v.request_id == r)

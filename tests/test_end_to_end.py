@@ -20,6 +20,9 @@ from unlearnd.serving import Deployment, load_version
 # Six pictures: the pipeline trains on the first four and scores on the last two.
 PICTURES = [*FORGET, *shaded(FORGET, -30), *shaded(FORGET, 30)]
 DELETE = {"refusal": "unknown", "steps": 30, "lr": 5e-3, "batch_size": 4}  # reject's params
+# Six people, one question: all a forgetting model can say is another's city, so the gate's
+# behaviour checks (evaluation/behaviour.py) are opened for its deletions.
+SAYS_ANOTHER = {"max_hallucinated": 1.0, "max_degenerate": 1.0}
 
 
 def write_bundle(folder, forget=PICTURES, retain=RETAIN, **fields):
@@ -66,10 +69,8 @@ def deployed(tmp_path):
     assert store.get_version(base).kind == "base"
 
     intake = Intake(settings, RegistrySink(store, settings.daemon.max_attempts))
-    # Six people, one question: all a forgetting model can say is another's city.
-    opened = {"max_hallucinated": 1.0, "max_degenerate": 1.0}
     folder = write_bundle(intake.inbox.dir("tmp") / "forget-two", method="reject", params=DELETE,
-                          gate=opened)  # fmt: skip
+                          gate=SAYS_ANOTHER)  # fmt: skip
     folder.rename(intake.inbox.dir("new") / folder.name)  # Maildir: write in tmp/, rename
     assert intake.scan_once() == 1
     (request_id,) = intake.stats.accepted_ids

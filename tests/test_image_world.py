@@ -155,7 +155,13 @@ def test_a_concept_request_with_real_images_goes_through_the_daemon(built, tmp_p
                           general_pool=str(pools / "general.jsonl"))  # fmt: skip
     daemon = LocalDaemon(Settings(workdir=tmp_path / "w", model=model))
     base = daemon.store.get_alias("live")
-    open_gate = {"max_forget_accuracy": 1.0, "min_retain_ratio": 0.0, "min_general_ratio": 0.0}
+    open_gate = {
+        "max_forget_accuracy": 1.0,
+        "min_retain_ratio": 0.0,
+        "min_general_ratio": 0.0,
+        "max_hallucinated": 1.0,
+        "max_degenerate": 1.0,
+    }  # GA names other classes
     request_id = daemon.submit(
         write_concept_bundle(
             world, "tent", ["photo"], tmp_path / "tent", n=6, method="ga",
