@@ -162,7 +162,8 @@ def render_config(
         ]
         out += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in refusals.items()]
     else:
-        out += ["", "# [refusals]  # per category, over the plain-English defaults (README)",
+        out += ["", "# [refusals]  # per category, over the plain-English defaults"
+                    " (docs/routing.md)",
                 '# location = "Sorry, I can\'t share where this person lives."']  # fmt: skip
     out += ["", "# Per method, the deployment's default params, under a request's own `params`",
             "# (`unlearnd methods` lists them):"]  # fmt: skip
