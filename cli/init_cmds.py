@@ -207,9 +207,9 @@ def init(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing config file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Write ./unlearnd.toml (or the --config file) serving a model folder (llava, qwen2_vl
-    or clip), so that serve, submit, generate, classify, versions and rollback work from this
-    folder without flags."""
+    """Write ./unlearnd.toml (or the --config file) serving a model folder (llava, qwen2_vl,
+    clip or causal_lm), so that serve, submit, generate, classify, versions and rollback work
+    from this folder without flags."""
     from unlearnd.models import ModelLoadError
     from unlearnd.models.loading import check_model_folder
     from unlearnd.serving.deployment import Deployment, DeploymentError, described
