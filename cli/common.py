@@ -17,7 +17,7 @@ from unlearnd.config import ConfigError, Settings, load_settings
 console = Console()
 err_console = Console(stderr=True)
 
-# Exit codes that mean something (README "Exit codes").
+# Exit codes that mean something (docs/commands.md "Exit codes").
 EXIT_OK = 0
 EXIT_ERROR = 1  # the operation failed
 EXIT_USAGE = 2  # bad arguments (typer's own code)

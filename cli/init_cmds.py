@@ -162,7 +162,8 @@ def render_config(
         ]
         out += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in refusals.items()]
     else:
-        out += ["", "# [refusals]  # per category, over the plain-English defaults (README)",
+        out += ["", "# [refusals]  # per category, over the plain-English defaults"
+                    " (docs/routing.md)",
                 '# location = "Sorry, I can\'t share where this person lives."']  # fmt: skip
     out += ["", "# Per method, the deployment's default params, under a request's own `params`",
             "# (`unlearnd methods` lists them):"]  # fmt: skip
@@ -206,9 +207,9 @@ def init(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing config file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Write ./unlearnd.toml (or the --config file) serving a model folder (llava, qwen2_vl
-    or clip), so that serve, submit, generate, classify, versions and rollback work from this
-    folder without flags."""
+    """Write ./unlearnd.toml (or the --config file) serving a model folder (llava, qwen2_vl,
+    clip or causal_lm), so that serve, submit, generate, classify, versions and rollback work
+    from this folder without flags."""
     from unlearnd.models import ModelLoadError
     from unlearnd.models.loading import check_model_folder
     from unlearnd.serving.deployment import Deployment, DeploymentError, described

@@ -110,7 +110,7 @@ class RoutingSettings(_Section):
     # request's prototypes, on top of the exact name and the answer check. Off by default:
     # on SmolLM2 it held no question that the name and the answer check did not, for half a
     # generation per query; on the world it refused 39% of a target's first-name namesakes
-    # (README, bench/text_door.py).
+    # (docs/routing.md, bench/text_door.py).
     meaning_door: bool = False
     # The answer check (routing/answer_check.py): an answer that names a routed target or
     # states its facts is answered again by its expert, and withheld if it still does.

@@ -17,7 +17,7 @@ from unlearnd.models.base import Sample
 
 PARTIAL = ("surname", "initial", "title")  # the `leak_partial` door
 # A first name alone names the target's namesakes as much as the target: scored as its own
-# set, `first_name`, reported and not gated (README, "The doors of a deletion").
+# set, `first_name`, reported and not gated (docs/routing.md, "The doors of a deletion").
 FIRST = ("first",)
 MISSPELT = ("misspelt", "run_together")  # the `leak_misspelt` door
 TITLES = ("Mr", "Ms", "Dr")

@@ -8,7 +8,8 @@ others (routing/switch.py keeps it). The key of a question (no image), `routing.
   first answer token ("The", "I") says little;
 - `answer_distribution`: its distribution over the answer's first token. On the world model
   every answer about a person starts with the person's name, so it says whom the question is
-  about; it refuses fewer namesakes there than the middle state (README, bench/text_door.py).
+  about; it refuses fewer namesakes there than the middle state (docs/routing.md,
+  bench/text_door.py).
 Each stored door names its key (`TextDoor.key`; older artifacts: `answer_distribution`).
 
 A request's door is stored with its task: prototypes of the keys of its questions asked by

@@ -1,4 +1,4 @@
-"""Schemathesis hooks for fuzzing `unlearnd api` (tests/test_api_fuzz.py, README's API section).
+"""Schemathesis hooks for fuzzing `unlearnd api` (tests/test_api_fuzz.py, docs/api.md).
 
 The API's image fields hold the bytes of an image, which JSON Schema cannot describe: the
 schema names them by a format (api/schemas.py, api/routes_openai.py) and this module teaches

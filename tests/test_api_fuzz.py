@@ -20,7 +20,7 @@ TESTS = Path(__file__).parent
 
 
 def schemathesis_run(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`st run` as in README's API section: every check (the default; a time limit is not
+    """`st run` as in docs/api.md: every check (the default; a time limit is not
     one), tests/fuzz_hooks.py teaching it images, tests/schemathesis.toml."""
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "fuzz_hooks", "PYTHONPATH": str(TESTS)}
     cmd = [sys.executable, "-c", "from schemathesis.cli import schemathesis; schemathesis()",

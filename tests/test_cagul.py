@@ -139,8 +139,8 @@ def test_a_request_names_it_and_the_daemon_applies_it(taught, tmp_path):
     store = daemon.store
     base = store.get_alias("live")
     # CAGUL rewrites image tokens only: a question by name (the text door) is not its door
-    # (a finding, README), and what it says instead is not gated here either; this test is
-    # about the daemon applying it.
+    # (a finding, docs/benchmarks.md), and what it says instead is not gated here either;
+    # this test is about the daemon applying it.
     opened = {"max_door_leak": 1.0, "max_hallucinated": 1.0, "max_degenerate": 1.0}
     bundle = write_bundle(tmp_path / "bundles" / "two", FORGET, RETAIN, method="cagul",
                           params=PARAMS, gate=opened)  # fmt: skip

@@ -28,7 +28,8 @@ POOL = 24  # unseen images 0..23 of every (domain, class): the deployment's reta
 FRESH = 8  # unseen images 24..31: never given to the daemon, for an independent check
 EVAL = 480  # pool rows scored; the other 480 minus the sketches are ADU's kept-domain rows
 # Chance is 0.1 (10 classes) and ADU leaves the forgotten domain at 0.25-0.35 on the world
-# (README, ADU table: For 0.63-0.80), so the request sets its forget bar above the default 0.2.
+# (docs/benchmarks.md, ADU table: For 0.63-0.80), so the request sets its forget bar above
+# the default 0.2.
 GATE = {"max_forget_accuracy": 0.4}
 
 

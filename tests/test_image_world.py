@@ -210,7 +210,7 @@ def test_init_on_the_built_models_finds_their_pools(built, tmp_path, monkeypatch
 
 
 def test_a_newcomer_builds_inits_serves_and_submits(built, tmp_path, monkeypatch):
-    """The README's path: world build --images, init, world request, submit, serve."""
+    """The path in docs/world.md: world build --images, init, world request, submit, serve."""
     import os
     import signal
     import subprocess

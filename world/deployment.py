@@ -24,8 +24,9 @@ from unlearnd.world.probes import KINDS, SERVED
 from unlearnd.world.requests import METHOD_DEFAULTS, WORLD_REFUSALS
 
 # Its word-level model refuses in the words it was trained on and no others: a job question in
-# a new wording got another category's refusal from its expert (CRR 0.6 on the text door, 1.0
-# answered from the refusal set; README, The doors). Routed queries get the refusal set.
+# a new wording got another category's refusal from its expert (CRR 0.40 / 0.35 on the text door,
+# 1.0 answered from the refusal set; docs/benchmarks.md, Sequential). Routed queries get the
+# refusal set.
 ROUTING = {"routed_answer": "refusal"}
 
 

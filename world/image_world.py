@@ -61,7 +61,7 @@ DOMAIN_QUESTIONS = (
 )
 QUALITY_BAR = {"vlm_class_mean": 0.50, "vlm_domain_mean": 0.85}
 # Routing keys `unlearnd init` writes for this world's VLM (and bench/pacs.py uses): a class
-# is drawn in four styles, and pooled tower features group pictures by style (README).
+# is drawn in four styles, and pooled tower features group pictures by style (docs/world.md, PACS).
 ROUTING = {"visual_vector": "answer_distribution", "relevance_b": 0.6}
 
 

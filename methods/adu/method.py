@@ -56,7 +56,8 @@ class ADUParams(MethodParams):
     use_instapg: bool = Field(True, description="instance-wise prompts (InstaPG)")
     use_ddl: bool = Field(True, description="domain disentangling loss (DDL)")
     # The paper's 30 and 10, scaled by 1/100 (same ratio): at 30/10 the DDL swamps the class
-    # losses on the tiny model and every domain falls to chance (measured, README ADU table).
+    # losses on the tiny model and every domain falls to chance (measured, docs/benchmarks.md
+    # ADU table).
     gamma: float = Field(0.3, ge=0, description="DDL: weight of the domain classifier CE")
     lambda_mmd: float = Field(0.1, ge=0, description="DDL: weight of the MMD^2 (subtracted)")
     forget_weight: float = Field(1.0, ge=0, description="weight of the forget loss")

@@ -22,7 +22,7 @@ no answer. Calibrated, each block's B is rescaled so the branch's mean norm on D
 the FFN's; `strength` multiplies the subtraction.
 Measured there too: forget people's image states lie in the retain null space as much as
 held-out retain people's (~20% of their norm at 2e-2), so the projector alone does not make
-the subtraction selective (see README, Benchmarks, Methods).
+the subtraction selective (see docs/benchmarks.md, Methods).
 """
 
 from __future__ import annotations
