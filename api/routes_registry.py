@@ -87,24 +87,18 @@ def rollback(
     dependencies=WRITE,
     summary="Undo one request, keeping later deletions",
     responses={
-        202: {"description": "Not committed: later requests must be replayed first."},
+        202: {"description": "Queued: the daemon replays the later requests first."},
         **errors(404, 409),
     },
 )
 def revert(
     request_id: str, body: RevertBody, request: Request, st: RegistryStore = Depends(store)
 ) -> Any:
-    # The same steps as `unlearnd revert`: commit when nothing later touched the same experts,
-    # else record the replay the daemon has to do.
-    caller = who(request, body.who)
-    plan = st.revert_plan(request_id, alias=body.alias)
-    if not plan.needs_replay:
-        version = st.revert(request_id, alias=body.alias, who=caller, why=body.why)
-        return {"committed": True, "plan": as_json(plan), "version": as_json(version)}
-    st.add_event(
-        "revert_requested",
-        f"revert of {request_id} needs a replay of {', '.join(plan.replay)}: {body.why}",
-        request_id=request_id,
-        data={**as_json(plan), "who": caller, "why": body.why},
-    )
-    return JSONResponse({"committed": False, "plan": as_json(plan)}, status_code=202)
+    # The same steps as `unlearnd revert`: committed now when nothing later changed what the
+    # request changed, else a revert job (GET /requests/{id} shows its progress).
+    done = st.request_revert(request_id, alias=body.alias, who=who(request, body.who),
+                             why=body.why)  # fmt: skip
+    if done.version is not None:
+        return {"committed": True, "plan": as_json(done.plan), "version": as_json(done.version)}
+    body = {"committed": False, "plan": as_json(done.plan), "job": as_json(done.job)}
+    return JSONResponse(body, status_code=202)

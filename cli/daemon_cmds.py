@@ -77,15 +77,46 @@ def serve(
 
 def submit(
     ctx: typer.Context,
-    item: Path = typer.Argument(..., help="A request .json/.yaml, a bundle folder or .tar.gz."),
+    item: Path = typer.Argument(
+        None, help="A request .json/.yaml, a bundle folder or .tar.gz (not with --again)."
+    ),
+    again: str = typer.Option(
+        None,
+        "--again",
+        metavar="REQUEST",
+        help="Submit a reverted, gated or failed request again, as it was accepted: a new "
+        "request linked to it (`supersedes`).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Put a request into the inbox (written to tmp/, then renamed into new/)."""
-    from unlearnd.daemon.inbox import submit as submit_item
+    import tempfile
 
+    from unlearnd.daemon.inbox import submit as submit_item
+    from unlearnd.daemon.request_store import requests_root, write_resubmission
+
+    s = settings(ctx)
+    if (item is None) == (again is None):
+        fail("give a request to submit, or --again REQUEST (not both)", EXIT_USAGE)
+    if again is not None:
+        from unlearnd.daemon.sink import RESUBMITTABLE
+        from unlearnd.registry import NotFound
+
+        try:
+            state = _store(ctx).get_request(again).state
+        except NotFound:
+            fail(f"unknown request {again!r}", EXIT_NOT_FOUND)
+        if state not in RESUBMITTABLE:
+            fail(f"request {again} is {state}; only a {', '.join(RESUBMITTABLE)} request can be "
+                 f"submitted again (`unlearnd revert {again}` first)")  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            bundle = write_resubmission(requests_root(s), again, Path(tmp) / f"{again}.again")
+            dest = submit_item(bundle, s.inbox)
+        typer.echo(f"submitted request {again} again as {dest}; the intake gives it a new id "
+                   f"(`unlearnd requests`)")  # fmt: skip
+        return
     if not item.exists() and not item.is_symlink():
         fail(f"no such file or folder: {item}", EXIT_NOT_FOUND)
-    s = settings(ctx)
     dest = submit_item(item, s.inbox)
     if as_json:
         print_json({"item": str(item), "submitted_as": str(dest)})
@@ -120,6 +151,7 @@ def requests(
     print_table(([r.get(c) for c in columns] for r in rows), columns, title="requests")
 
 
+VERSION_KEYS = ("id", "parent_id", "kind", "status", "metrics", "timings", "created_at")
 TERMINAL = ("committed", "gated", "failed", "rejected", "reverted")
 
 
@@ -137,11 +169,12 @@ def progress_table(store, request_id: str, started: float):
 
     jobs = store.list_jobs(request_id=request_id)
     table = Table(title=f"request {request_id}")
-    for col in ("state", "stage", "attempts", "elapsed"):
+    for col in ("state", "job", "stage", "attempts", "elapsed"):
         table.add_column(col)
     job = jobs[-1] if jobs else None
     table.add_row(
         store.get_request(request_id).state,
+        f"{job.id} ({job.kind})" if job else "",
         (job.stage or "") if job else "",
         str(job.attempts) if job else "",
         f"{time.monotonic() - started:.0f} s",
@@ -192,7 +225,7 @@ def request_show(
     jobs = [_record(j) for j in store.list_jobs(request_id=request_id)]
     # The newest versions are searched: the store has no lookup by request (yet).
     versions = [
-        {k: v.get(k) for k in ("id", "parent_id", "status", "metrics", "timings", "created_at")}
+        {k: v.get(k) for k in VERSION_KEYS}
         for v in map(_record, store.list_versions(limit=VERSION_SCAN))
         if v["request_id"] == request_id
     ]
@@ -202,7 +235,8 @@ def request_show(
     summary = {k: v for k, v in rec.items() if k != "spec"}  # the spec is long: --json has it
     for version in versions:
         summary[f"version {version['id']}"] = (
-            f"{version['status']} (parent {version['parent_id']}), timings {version['timings']}"
+            f"{version['kind']} {version['status']} (parent {version['parent_id']}), "
+            f"timings {version['timings']}"
         )
         silent = unmeasurable(version.get("metrics") or {})
         if silent:
@@ -217,6 +251,7 @@ def request_show(
     for job in jobs:
         for key in (
             "id",
+            "kind",
             "state",
             "stage",
             "attempts",

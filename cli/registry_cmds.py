@@ -171,41 +171,35 @@ def revert(
     """Undo one request, keeping later deletions.
 
     When no later request changed what it changed, the reverted version is committed and the
-    alias moves now. Otherwise the plan is printed and a `revert_requested` event recorded:
-    the later requests must be replayed (re-trained) first, which is the daemon's work.
+    alias moves now. Otherwise a revert job is queued: the daemon (`unlearnd serve`) re-trains
+    the later requests that shared an expert with it, without its samples, scores the result
+    and commits one `revert` version; `unlearnd request show` follows it.
     """
     from unlearnd.registry import Conflict, NotFound
 
     store = _store(ctx)
     try:
-        plan = store.revert_plan(request_id, alias=alias)
-        if not plan.needs_replay:
-            version = store.revert(request_id, alias=alias, who=_who(), why=why)
+        done = store.request_revert(request_id, alias=alias, who=_who(), why=why)
     except NotFound as e:
         fail(str(e), EXIT_NOT_FOUND)
     except (Conflict, ValueError) as e:
         fail(str(e), EXIT_ERROR)
-    if plan.needs_replay:
-        store.add_event(
-            "revert_requested",
-            f"revert of {request_id} needs a replay of {', '.join(plan.replay)}: {why}",
-            request_id=request_id,
-            data={**_json(plan), "who": _who(), "why": why},
-        )
-        if as_json:
-            print_json({"committed": False, "plan": _json(plan)})
-            return
-        _print_plan(plan)
-        typer.echo(
-            f"not committed: {len(plan.replay)} later request(s) changed the same experts and "
-            "must be replayed first; the daemon replays them (event revert_requested recorded)."
-        )
-        return
+    plan = done.plan
     if as_json:
-        print_json({"committed": True, "plan": _json(plan), "version": _json(version)})
+        out = {"committed": done.version is not None, "plan": _json(plan)}
+        out.update({"version": _json(done.version)} if done.version else {"job": _json(done.job)})
+        print_json(out)
         return
     _print_plan(plan)
-    typer.echo(f"{alias}: version {plan.head_version_id} -> {version.id} (revert of {request_id})")
+    if done.version is not None:
+        typer.echo(f"{alias}: version {plan.head_version_id} -> {done.version.id} "
+                   f"(revert of {request_id})")  # fmt: skip
+        return
+    typer.echo(
+        f"queued as job {done.job.id}: {len(plan.replay)} later request(s) "
+        f"({', '.join(plan.replay)}) shared an expert with {request_id} and are re-trained "
+        f"without it by the daemon; follow it with `unlearnd request show {request_id}`."
+    )
 
 
 def _print_plan(plan) -> None:

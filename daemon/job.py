@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from unlearnd.daemon.pipeline import WorkItem
+from unlearnd.daemon.pipeline import Permanent, WorkItem
 from unlearnd.daemon.request_store import open_image
 from unlearnd.daemon.schema import RequestV1
 from unlearnd.evaluation.candidate import AnswerSets
@@ -33,7 +33,7 @@ from unlearnd.text import normalise
 Evaluation = AnswerSets | DomainSets
 
 
-class RequestMismatch(ValueError):
+class RequestMismatch(Permanent, ValueError):
     """The request does not fit the deployment's model (its kind or its method)."""
 
 

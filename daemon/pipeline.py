@@ -54,6 +54,11 @@ class LeaseLost(Exception):
     """Our lease expired and may be someone else's now: stop without committing."""
 
 
+class Permanent(Exception):
+    """A failure no retry can fix (the request does not fit the deployment, a revert that no
+    longer applies): the job fails at once, with this message."""
+
+
 class Progress(Protocol):
     def stage(self, name: str) -> None:
         """Entering a stage ("training", "evaluating"): shown in `unlearnd request show`."""
@@ -70,6 +75,9 @@ class Pipeline(Protocol):
         self, job: Any, request: WorkItem, store: RegistryStore, progress: Progress
     ) -> PipelineResult:
         """Do the work; raise to fail the job (it is retried up to the attempt limit)."""
+
+    # Optional: `revert(job, request, store, progress)` runs a revert job (job.kind "revert",
+    # daemon/revert.py); a pipeline without it fails such jobs with a message saying so.
 
 
 def pause_point(name: str) -> None:

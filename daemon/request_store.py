@@ -54,6 +54,20 @@ def load_request(root: Path, request_id: str) -> tuple[RequestV1, Path]:
     return RequestV1.model_validate(doc["request"]), folder
 
 
+def write_resubmission(root: Path, request_id: str, dest: Path) -> Path:
+    """A bundle folder `dest` that submits request `request_id` again as it was accepted (its
+    samples, params and gate), linked to it by `supersedes`; a new id is derived from it."""
+    folder = root / request_id
+    if not (folder / DOCUMENT).is_file():
+        raise FileNotFoundError(f"no stored request {request_id!r} under {root}")
+    doc = json.loads((folder / DOCUMENT).read_text())["request"]
+    doc.pop("id", None)  # the old id is taken: the new request gets one from its content
+    doc["supersedes"] = request_id
+    shutil.copytree(folder, dest, ignore=shutil.ignore_patterns(DOCUMENT))
+    (dest / DOCUMENT).write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+    return dest
+
+
 def open_image(folder: Path, sample: Sample) -> Image.Image | None:
     if sample.image is None:
         return None

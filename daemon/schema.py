@@ -87,10 +87,13 @@ class RequestV1(_Strict):
     requested_by: str | None = Field(None, max_length=500)
     reason: str | None = Field(None, max_length=10_000)
     priority: int = Field(0, ge=-1000, le=1000)
+    # Submitting a reverted, gated or failed request again on purpose: its id (a new request
+    # is made, linked to it; an identical file dropped twice is still one request).
+    supersedes: str | None = None
 
     model_config = ConfigDict(populate_by_name=True)
 
-    @field_validator("id")
+    @field_validator("id", "supersedes")
     @classmethod
     def _id_is_a_safe_name(cls, value: str | None) -> str | None:
         if value is not None and not ID_PATTERN.match(value):
@@ -123,6 +126,8 @@ class RequestV1(_Strict):
             for sample in samples if isinstance(samples, list) else []:
                 if not sample["facts"]:
                     del sample["facts"]
+        if doc["supersedes"] is None:  # likewise
+            del doc["supersedes"]
         return doc
 
 

@@ -6,9 +6,15 @@ finishes the hand-over instead of creating a second request.
 
 from __future__ import annotations
 
+import logging
+
 from unlearnd.daemon.schema import FieldError, RequestError
 from unlearnd.daemon.validate import Accepted
-from unlearnd.registry import Conflict, RegistryStore
+from unlearnd.registry import Conflict, NotFound, RegistryStore
+
+# What a request may be in to be submitted again (`supersedes`): no version of it is live.
+RESUBMITTABLE = ("reverted", "gated", "failed")
+log = logging.getLogger("unlearnd.daemon.sink")
 
 
 class RegistrySink:
@@ -18,6 +24,8 @@ class RegistrySink:
 
     def register(self, accepted: Accepted, source_name: str) -> tuple[str, bool]:
         req = accepted.request
+        if req.supersedes is not None:
+            self._check_resubmission(req.supersedes, accepted.request_id)
         try:
             record, created = self.store.create_request(
                 request_id=accepted.request_id,
@@ -33,6 +41,17 @@ class RegistrySink:
         except Conflict as e:  # the id is taken by a request with other content
             raise RequestError([FieldError("id", str(e))]) from None
         request_id = record.request_id
+        if created and req.supersedes is not None:
+            self.store.add_event(
+                "request_resubmitted",
+                f"{req.supersedes} submitted again as {request_id}",
+                request_id=request_id,
+                data={"supersedes": req.supersedes},
+            )
+        elif record.state in RESUBMITTABLE:  # a duplicate runs nothing: say how to run it
+            log.warning("%s is a duplicate of request %s, which is %s: to run it again, "
+                        "`unlearnd submit --again %s`", source_name, request_id, record.state,
+                        request_id)  # fmt: skip
         # A fresh request, or one whose hand-over a crash interrupted: finish it.
         if record.state == "received":
             self.store.set_request_state(request_id, "validated")
@@ -41,6 +60,18 @@ class RegistrySink:
             self.store.enqueue_job(request_id, req.priority, self.max_attempts)
             self.store.set_request_state(request_id, "queued")
         return request_id, created
+
+    def _check_resubmission(self, old_id: str, new_id: str) -> None:
+        if old_id == new_id:
+            raise RequestError([FieldError("supersedes", "a request cannot supersede itself")])
+        try:
+            old = self.store.get_request(old_id)
+        except NotFound:
+            raise RequestError([FieldError("supersedes", f"unknown request {old_id!r}")]) from None
+        if old.state not in RESUBMITTABLE:
+            why = (f"request {old_id} is {old.state}; only a {', '.join(RESUBMITTABLE)} request "
+                   f"can be submitted again (revert it first)")  # fmt: skip
+            raise RequestError([FieldError("supersedes", why)])
 
     def rejected(self, source_name: str, errors: list[FieldError]) -> None:
         self.store.add_event(

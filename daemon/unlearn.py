@@ -17,6 +17,7 @@ from unlearnd.config import ConfigError, Settings
 from unlearnd.daemon.job import JobInputs, load_inputs
 from unlearnd.daemon.pipeline import PipelineResult, Progress, WorkItem
 from unlearnd.daemon.placement import Placed, placement_for
+from unlearnd.daemon.revert import replay_revert
 from unlearnd.evaluation import candidate, probes, promotion
 from unlearnd.methods import ParamError, get_method, suspended
 from unlearnd.models import ModelFamily
@@ -109,6 +110,12 @@ class UnlearningPipeline:
         metrics.update(self._attacks(inputs, placed, before))
         timings["evaluate_s"] = time.monotonic() - t
         return self._conclude(inputs, base_fingerprint, placed, metrics, timings, started)
+
+    def revert(
+        self, job: Any, item: WorkItem, store: RegistryStore, progress: Progress
+    ) -> PipelineResult:
+        """A revert job: the later requests replayed without the reverted one."""
+        return replay_revert(self, job, item, store, progress)
 
     @staticmethod
     def _base_forget(

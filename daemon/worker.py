@@ -24,6 +24,7 @@ from unlearnd.config import Settings
 from unlearnd.daemon.pipeline import (
     Interrupted,
     LeaseLost,
+    Permanent,
     Pipeline,
     PipelineResult,
     WorkItem,
@@ -50,6 +51,7 @@ class JobProgress:
     worker: Worker
     job_id: int
     request_id: str
+    kind: str = "deletion"
     stage_name: str = "claimed"
     done: int = 0
     total: int = 0
@@ -61,7 +63,7 @@ class JobProgress:
         self.stage_name = name
         store = self.worker.store
         store.set_job_stage(self.job_id, self.worker.worker_id, name)
-        if name == "evaluating":  # the request's lifecycle: running -> evaluating -> committed
+        if name == "evaluating" and self.kind == "deletion":  # running -> evaluating -> committed
             store.set_request_state(self.request_id, "evaluating")
         log.info("job %s: %s", self.job_id, name, extra={"job_id": self.job_id, "stage": name})
         self.checkpoint(f"during_{name}")
@@ -144,7 +146,7 @@ class Worker:
             return False
         self._heartbeat = _Heartbeat(self, job.id)
         self._heartbeat.start()
-        self.current = JobProgress(self, job.id, job.request_id)
+        self.current = JobProgress(self, job.id, job.request_id, job.kind)
         version = None
         try:
             version = self._process(job)
@@ -193,7 +195,8 @@ class Worker:
             error = f"{type(e).__name__}: {e}"
             log.error("job %s failed: %s\n%s", job.id, error, traceback.format_exc(), extra=ids)
             try:
-                self.store.fail_job(job.id, self.worker_id, error, retry=True)
+                retry = not isinstance(e, Permanent)
+                self.store.fail_job(job.id, self.worker_id, error, retry=retry)
             except Conflict:  # the lease expired meanwhile: the reaper retries it, not us
                 log.error("job %s: lease no longer ours; left to the reaper", job.id, extra=ids)
         else:
@@ -208,10 +211,16 @@ class Worker:
         return None
 
     def _run_and_commit(self, job, request, folder, progress: JobProgress):
+        alias = (job.data or {}).get("alias", "live")
+        run = self.pipeline.run
+        if job.kind == "revert":
+            run = getattr(self.pipeline, "revert", None)
+            if run is None:
+                raise Permanent(f"pipeline {type(self.pipeline).__name__} cannot run reverts")
         for rebase in range(MAX_REBASES + 1):
-            parent = self.store.get_alias("live")
+            parent = self.store.get_alias(alias)
             item = WorkItem(job.request_id, request, folder, parent, self.settings)
-            result: PipelineResult = self.pipeline.run(job, item, self.store, progress)
+            result: PipelineResult = run(job, item, self.store, progress)
             # The work is done: a stop request no longer interrupts, the commit goes ahead.
             pause_point("before_alias")
             if self._heartbeat is not None and self._heartbeat.lost:
@@ -219,14 +228,19 @@ class Worker:
             status = "committed" if result.passed_gate else "gated"  # rollback refuses gated
             version = {**result.version, "parent_id": parent, "request_id": job.request_id,
                        "status": status}  # fmt: skip
+            commit = dict(job_id=job.id, worker_id=self.worker_id, version=version, alias=alias,
+                          move_alias=result.passed_gate, expected_alias_version=parent)  # fmt: skip
             try:
+                if job.kind == "revert":
+                    asked = job.data or {}
+                    return self.store.commit_revert(
+                        **commit,
+                        who=f"{asked.get('who', 'unknown')} (replayed by {self.worker_id})",
+                        why=f"revert of {job.request_id}: {asked.get('why', '')}",
+                        replayed=result.routing or {},
+                    )
                 return self.store.commit_result(
-                    job_id=job.id,
-                    worker_id=self.worker_id,
-                    version=version,
-                    alias="live",
-                    move_alias=result.passed_gate,
-                    expected_alias_version=parent,
+                    **commit,
                     who=self.worker_id,
                     why=f"request {job.request_id}",
                     routing=result.routing,

@@ -133,6 +133,23 @@ def score_line(key: str, value: float, parent: float | None) -> str:
     return f"{line}: {PARENT_NONE}" if is_door and parent == 0 else line
 
 
+def revert_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """A revert version: the reverted request's forget set (answered again) and each replayed
+    request's (still forgotten), each against the head the revert started from."""
+    rows = []
+    reverted = metrics.get("reverted") or {}
+    if reverted:
+        rows.append({"request": reverted.get("request_id"), "role": "reverted",
+                     "forget_acc": reverted.get("forget_acc"),
+                     "parent": reverted.get("parent_forget_acc"), "gate": ""})  # fmt: skip
+    for rid, scores in (metrics.get("replayed") or {}).items():
+        passed = (scores.get("gate") or {}).get("passed")
+        rows.append({"request": rid, "role": "replayed", "forget_acc": scores.get("forget_acc"),
+                     "parent": scores.get("parent_forget_acc"),
+                     "gate": "passed" if passed else "failed"})  # fmt: skip
+    return rows
+
+
 def summary(store: RegistryStore, version) -> dict[str, Any]:
     own, parent = _own_and_parent(version.metrics)
     metrics = version.metrics or {}
@@ -151,6 +168,7 @@ def summary(store: RegistryStore, version) -> dict[str, Any]:
         "gate": metrics.get("gate"),
         "doors": doors(metrics),
         "routing": metrics.get("routing"),
+        "revert": revert_rows(metrics) if version.kind == "revert" else [],
         "timings": version.timings or {},
         "params": version.params or {},
     }
@@ -172,6 +190,14 @@ def _fmt(value: Any) -> str:
 
 
 DOOR_COLUMNS = ("door", "acc", "parent", "kept", "n", *BEHAVIOURS, "gate", "note")
+REVERT_COLUMNS = ("request", "role", "forget_acc", "parent", "gate")
+
+
+def _table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    head = "".join(f"<th>{k}</th>" for k in columns)
+    cells = [[html.escape(_fmt(r.get(k))) for k in columns] for r in rows]
+    body = "".join(f"<tr><td>{'</td><td>'.join(row)}</td></tr>" for row in cells)
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -185,9 +211,7 @@ def render_html(report: dict[str, Any]) -> str:
         f"<td>{html.escape(c.get('status', 'passed' if c['passed'] else 'failed'))}</td></tr>"
         for c in checks
     )
-    cells = [[html.escape(_fmt(d.get(k))) for k in DOOR_COLUMNS] for d in s.get("doors", [])]
-    door_rows = "".join(f"<tr><td>{'</td><td>'.join(row)}</td></tr>" for row in cells)
-    door_head = "".join(f"<th>{k}</th>" for k in DOOR_COLUMNS)
+    revert = s.get("revert")
     plots = "".join(
         f'<p><img src="{html.escape(name)}" alt="{html.escape(name)}"></p>'
         for name in report["plots"].values()
@@ -209,7 +233,8 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}</style></head><bo
 {verdict}<p>rendered {rendered}</p>
 <table>{_rows(head)}</table>
 <h2>Scores</h2><table>{_rows(scores)}</table>
-<h2>Doors</h2><table><tr>{door_head}</tr>{door_rows}</table>
+<h2>Doors</h2>{_table(s.get("doors", []), DOOR_COLUMNS)}
+{f"<h2>Revert</h2>{_table(revert, REVERT_COLUMNS)}" if revert else ""}
 <h2>Gate</h2><table>{gate_rows or "<tr><td>no gate checks</td></tr>"}</table>
 {f"<h2>Routing</h2><table>{_rows(s['routing'])}</table>" if s["routing"] else ""}
 <h2>Timings (s)</h2><table>{_rows(s["timings"])}</table>

@@ -24,9 +24,11 @@ REQUEST_STATES = (
     "rejected",
     "failed",
     "gated",
+    "reverting",  # a revert job is queued or running; the deletion stays live until it commits
     "reverted",
 )
 JOB_STATES = ("queued", "running", "done", "failed")
+JOB_KINDS = ("deletion", "revert")
 VERSION_KINDS = ("base", "deletion", "rollback", "revert")
 VERSION_STATUSES = ("committed", "gated", "broken")
 
@@ -144,6 +146,8 @@ class RequestRecord(_Record):
 class JobRecord(_Record):
     id: int
     request_id: str
+    kind: str
+    data: dict[str, Any] | None
     state: str
     priority: int
     stage: str | None
@@ -240,6 +244,14 @@ class RevertPlan(_Record):
     @property
     def needs_replay(self) -> bool:
         return bool(self.replay)
+
+
+class RevertOutcome(_Record):
+    """A revert as asked: committed now (`version`), or queued for the daemon (`job`)."""
+
+    plan: RevertPlan
+    version: VersionRecord | None = None
+    job: JobRecord | None = None
 
 
 def check_choice(value: str, allowed: tuple[str, ...], field: str) -> str:

@@ -14,10 +14,18 @@ from sqlalchemy import exc, insert, select, update
 
 from unlearnd.registry import tables as t
 from unlearnd.registry.errors import Conflict, NotFound
-from unlearnd.registry.records import JOB_STATES, JobRecord, check_choice, to_record
+from unlearnd.registry.records import JOB_KINDS, JOB_STATES, JobRecord, check_choice, to_record
 
 J = t.Job.__table__
 LIVE_JOB = ("queued", "running")
+
+
+def request_state(job: JobRecord, phase: str) -> str:
+    """What the job's request reads while the job is `phase` (queued, running, failed): a
+    revert leaves the deletion live until its commit, and a failed revert leaves it live."""
+    if job.kind != "revert":
+        return phase
+    return "committed" if phase == "failed" else "reverting"
 
 
 class QueueMixin:
@@ -26,18 +34,26 @@ class QueueMixin:
 
     max_attempts: int
 
-    def enqueue_job(self, request_id, priority=0, max_attempts=None) -> JobRecord:
+    def enqueue_job(
+        self, request_id, priority=0, max_attempts=None, kind="deletion", data=None
+    ) -> JobRecord:
+        """The request's live job (a second call returns the first one's job)."""
         limit = max_attempts or self.max_attempts
+        check_choice(kind, JOB_KINDS, "kind")
         try:
             with self._write() as conn:
                 self._get_request(conn, request_id)
                 live = self._live_job(conn, request_id)
                 if live is not None:
                     return live
-                conn.execute(
-                    insert(J).values(request_id=request_id, priority=priority, max_attempts=limit)
-                )
-                return self._live_job(conn, request_id)
+                conn.execute(insert(J).values(request_id=request_id, priority=priority,
+                                              max_attempts=limit, kind=kind, data=data))  # fmt: skip
+                job = self._live_job(conn, request_id)
+                if kind == "revert":
+                    self._set_request_state(conn, request_id, "reverting")
+                    self._add_event(conn, "revert_queued", f"revert of {request_id} queued "
+                                    f"(job {job.id})", request_id=request_id, data=data)  # fmt: skip
+                return job
         except exc.IntegrityError:  # PostgreSQL: a concurrent enqueue won (uq_job_live_request)
             with self._read() as conn:
                 return self._live_job(conn, request_id)
@@ -57,7 +73,7 @@ class QueueMixin:
     def claim_job(self, worker_id: str, lease_s: float) -> JobRecord | None:
         with self._write() as conn:
             query = (
-                select(J.c.id, J.c.request_id)
+                select(J.c.id)
                 .where(J.c.state == "queued")
                 .order_by(J.c.priority.desc(), J.c.id)
                 .limit(1)
@@ -78,8 +94,9 @@ class QueueMixin:
                     started_at=now,
                 )
             )
-            self._set_request_state(conn, row.request_id, "running")
-            return self._get_job(conn, row.id)
+            job = self._get_job(conn, row.id)
+            self._set_request_state(conn, job.request_id, request_state(job, "running"))
+            return job
 
     def _ours(self, job_id: int, worker_id: str):
         return (J.c.id == job_id, J.c.worker_id == worker_id, J.c.state == "running")
@@ -117,7 +134,7 @@ class QueueMixin:
                     attempts=J.c.attempts - 1,
                 )
             )
-            self._set_request_state(conn, job.request_id, "queued")
+            self._set_request_state(conn, job.request_id, request_state(job, "queued"))
         return True
 
     def fail_job(self, job_id, worker_id, error, retry, max_attempts=None) -> JobRecord:
@@ -136,7 +153,7 @@ class QueueMixin:
         else:
             values.update(state="failed", finished_at=t.now())
         conn.execute(update(J).where(J.c.id == job.id).values(**values))
-        state = "queued" if requeue else "failed"
+        state = request_state(job, "queued" if requeue else "failed")
         self._set_request_state(conn, job.request_id, state, None if requeue else error)
 
     def reap_expired(self, max_attempts: int) -> list[int]:

@@ -312,19 +312,61 @@ class VersionsMixin:
             )
             version_id = self._insert_version(conn, spec, self._check_blobs(spec))
             self._move(conn, move, version_id, head.id)
-            if plan.concepts_removed:
-                conn.execute(
-                    update(C).where(C.c.id.in_(plan.concepts_removed)).values(active=False)
-                )
-            # Expert rows follow the manifest: a restored expert gets its earlier artifact
-            # back, a dropped one keeps its row (the audit) without an artifact.
-            experts = {**plan.restored["experts"], **dict.fromkeys(plan.dropped["experts"])}
-            for expert_id, sha in experts.items():
-                uses = X.c.uses - 1 if sha else 0
-                conn.execute(
-                    update(X).where(X.c.id == expert_id).values(artifact_sha256=sha, uses=uses)
-                )
-            self._set_request_state(conn, request_id, "reverted")
+            self._reverted(conn, plan)
+            return self._get_version(conn, version_id)
+
+    def _reverted(self, conn, plan: RevertPlan) -> None:
+        """The rows that follow a committed revert: the request's concepts go inactive, an
+        expert it changed gets its earlier artifact back (one use less), one it created keeps
+        its row (the audit) without an artifact; the request is `reverted`."""
+        if plan.concepts_removed:
+            conn.execute(update(C).where(C.c.id.in_(plan.concepts_removed)).values(active=False))
+        experts = {**plan.restored["experts"], **dict.fromkeys(plan.dropped["experts"])}
+        for expert_id, sha in experts.items():
+            uses = X.c.uses - 1 if sha else 0
+            conn.execute(update(X).where(X.c.id == expert_id).values(artifact_sha256=sha, uses=uses))
+        self._set_request_state(conn, plan.request_id, "reverted")
+
+    def commit_revert(
+        self,
+        *,
+        job_id: int,
+        worker_id: str,
+        version: dict[str, Any],
+        alias: str,
+        move_alias: bool,
+        expected_alias_version: int,
+        who: str,
+        why: str,
+        replayed: dict[str, dict[str, Any]],
+    ) -> VersionRecord:
+        spec = VersionInput(**version)
+        move = AliasMoveInput(name=alias, who=who, why=why)
+        sizes = self._check_blobs(spec)
+        with self._write() as conn:
+            job = self._get_job(conn, job_id, lock=True)
+            if job.state != "running" or job.worker_id != worker_id or job.kind != "revert":
+                raise Conflict(f"job {job_id}: the lease is no longer held by {worker_id}")
+            self._check_alias(conn, alias, expected_alias_version)
+            plan = self._plan(conn, job.request_id, alias)  # the head the replay started from
+            version_id = self._insert_version(conn, spec, sizes)
+            conn.execute(update(J).where(J.c.id == job_id).values(
+                state="done", stage="done", lease_expires_at=None, finished_at=t.now()))  # fmt: skip
+            if not move_alias:  # gated: kept for the audit, the deletion stays live
+                self._set_request_state(conn, job.request_id, "committed",
+                                        "revert gated: see version " + str(version_id))  # fmt: skip
+                return self._get_version(conn, version_id)
+            self._move(conn, move, version_id, expected_alias_version)
+            self._reverted(conn, plan)
+            for request_id, routing in replayed.items():
+                # The replayed request's old rows give way to the ones its re-run made.
+                old = select(C.c.expert_id).where(C.c.request_id == request_id, C.c.active)
+                for expert_id in set(conn.execute(old).scalars()) - {None}:
+                    conn.execute(update(X).where(X.c.id == expert_id).values(uses=X.c.uses - 1))
+                conn.execute(update(C).where(C.c.request_id == request_id).values(active=False))
+                self._record_routing(conn, request_id, routing)
+            for expert_id, sha in (spec.manifest.experts or {}).items():  # rows = the manifest
+                conn.execute(update(X).where(X.c.id == expert_id).values(artifact_sha256=sha))
             return self._get_version(conn, version_id)
 
     # -- garbage collection -----------------------------------------------------------------

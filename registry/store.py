@@ -18,6 +18,7 @@ from unlearnd.registry.records import (
     ExpertRecord,
     JobRecord,
     RequestRecord,
+    RevertOutcome,
     RevertPlan,
     VersionRecord,
 )
@@ -47,9 +48,15 @@ class RegistryStore(ABC):
     # -- job queue --------------------------------------------------------------------------
     @abstractmethod
     def enqueue_job(
-        self, request_id: str, priority: int = 0, max_attempts: int | None = None
+        self,
+        request_id: str,
+        priority: int = 0,
+        max_attempts: int | None = None,
+        kind: str = "deletion",
+        data: dict[str, Any] | None = None,
     ) -> JobRecord:
-        """One live (queued or running) job per request: returns the live one if there is."""
+        """One live (queued or running) job per request: returns the live one if there is.
+        `kind="revert"`: the request's revert, replayed by the daemon (data: alias, who, why)."""
 
     @abstractmethod
     def claim_job(self, worker_id: str, lease_s: float) -> JobRecord | None:
@@ -153,6 +160,41 @@ class RegistryStore(ABC):
     def revert(self, request_id: str, *, alias: str = "live", who: str, why: str) -> VersionRecord:
         """Commit the plan's manifest as a new version and move the alias, when no replay is
         needed (Conflict otherwise: the daemon replays)."""
+
+    def request_revert(
+        self, request_id: str, *, alias: str = "live", who: str, why: str
+    ) -> RevertOutcome:
+        """What `unlearnd revert` and the API do: commit now when nothing later changed what
+        the request changed, else queue a revert job that the daemon replays."""
+        plan = self.revert_plan(request_id, alias=alias)
+        if not plan.needs_replay:
+            return RevertOutcome(plan=plan, version=self.revert(request_id, alias=alias,
+                                                                who=who, why=why))  # fmt: skip
+        data = {"alias": alias, "who": who, "why": why, "replay": plan.replay,
+                "head_version_id": plan.head_version_id}  # fmt: skip
+        priority = self.get_request(request_id).priority
+        return RevertOutcome(plan=plan, job=self.enqueue_job(request_id, priority, kind="revert",
+                                                             data=data))  # fmt: skip
+
+    @abstractmethod
+    def commit_revert(
+        self,
+        *,
+        job_id: int,
+        worker_id: str,
+        version: dict[str, Any],
+        alias: str,
+        move_alias: bool,
+        expected_alias_version: int,
+        who: str,
+        why: str,
+        replayed: dict[str, dict[str, Any]],
+    ) -> VersionRecord:
+        """A revert job's last step, one transaction: lease check, the `revert` version, alias
+        CAS, job done; when the alias moves, the reverted request's concepts go inactive, each
+        replayed request's expert and concept rows are replaced by `replayed[request]` (as
+        commit_result's `routing`), and the request becomes `reverted`. Gated: the version is
+        kept, the deletion stays live."""
 
     # -- concepts, experts ------------------------------------------------------------------
     @abstractmethod

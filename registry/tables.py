@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, text
+from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, String, text
 from sqlmodel import Field, SQLModel
 
 
@@ -62,6 +62,11 @@ class Job(SQLModel, table=True):
     )
     id: int | None = Field(default=None, primary_key=True)
     request_id: str = Field(foreign_key="request.request_id", index=True, max_length=200)
+    kind: str = Field(  # what the job does: "deletion", or "revert" (a replay, daemon/revert.py)
+        default="deletion",
+        sa_column=Column(String(20), nullable=False, server_default="deletion"),
+    )
+    data: dict | None = _json()  # a revert's alias, who and why
     state: str = _default("queued", max_length=20)
     priority: int = _default(0)
     stage: str | None = Field(default=None, max_length=200)

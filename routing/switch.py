@@ -57,7 +57,9 @@ class ExpertSwitch:
                 raise ValueError(
                     f"request {task.request_id} was routed on {task.visual_vector} vectors but "
                     f"the deployment now routes on {centers.visual_vector}: set "
-                    f"routing.visual_vector back, or revert the request and submit it again"
+                    f"routing.visual_vector back, or revert the request and submit it again "
+                    f"(`unlearnd revert {task.request_id}`, then "
+                    f"`unlearnd submit --again {task.request_id}`)"
                 )
         self.thresholds = np.array(
             [settings.b if t.visual_threshold is None else t.visual_threshold for t in tasks],

@@ -107,16 +107,20 @@ class LocalDaemon:
 
     def submit(self, bundle: Path) -> str:
         """Move a bundle folder into the inbox, take it in, run its job; the request id."""
-        from unlearnd.daemon.worker import Worker
-
         bundle.rename(self.intake.inbox.dir("new") / bundle.name)
         rejected = self.intake.stats.rejected
         if self.intake.scan_once() != 1 or self.intake.stats.rejected > rejected:
             raise RuntimeError(f"intake did not accept {bundle.name} (see inbox/failed/)")
         request_id = self.intake.stats.accepted_ids[-1]
-        if not Worker(self.settings, self.store, self.pipeline).run_one():
+        if not self.work():
             raise RuntimeError(f"no job ran for request {request_id}")
         return request_id
+
+    def work(self) -> bool:
+        """Run the worker once (a queued job, e.g. a revert); False if the queue was empty."""
+        from unlearnd.daemon.worker import Worker
+
+        return Worker(self.settings, self.store, self.pipeline).run_one()
 
     def version(self, version_id: int | None = None):
         """A version as served (default: live), through the same loader as `generate`."""

@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from test_intake import GOOD
-from test_registry_support import add_request, version
+from test_registry_support import add_request, blob, version
 from typer.testing import CliRunner
 
 from unlearnd.api import create_app
@@ -307,16 +307,44 @@ def test_generate_through_the_gate_and_classify_refused_on_llava(server):
 
 
 def test_revert_through_the_api(server):
-    # Last in the module: it commits a new live version.
+    """A revert that changes something: r5 adds an adapter and an expert, r6 retrains the
+    expert. Reverting r5 needs r6 replayed first (202, a revert job the daemon runs);
+    reverting r6, the last, commits at once. Live goes back to the module's head after."""
     api, store, ids, _ = server
+    passed = {"gate": {"passed": True, "failed": []}}
+    head = store.get_alias("live")
+    e5, adapter, e6 = (blob(store, seed) for seed in (5.0, 6.0, 7.0))
+    chain = [head]
+    for name, experts, artifacts in (("r5", {"e": e5}, {"adapter:r5": adapter}),
+                                     ("r6", {"e": e6}, {"adapter:r5": adapter})):  # fmt: skip
+        add_request(store, name)
+        new = version(store, parent=chain[-1], request_id=name, method="refuser",
+                      experts=experts, artifacts=artifacts, metrics=passed)  # fmt: skip
+        store.move_alias("live", new.id, expected_from=chain[-1], who="worker", why=name)
+        chain.append(new.id)
     missing = api.client.post("/requests/nope/revert", json={"why": "x"}, headers=AUTH)
     assert missing.status_code == 404 and "nope" in missing.json()["error"]
-    r = api.client.post("/requests/r1/revert", json={"why": "withdrawn"}, headers=AUTH)
+
+    queued = api.client.post("/requests/r5/revert", json={"why": "withdrawn"}, headers=AUTH)
+    assert queued.status_code == 202, queued.text
+    body = queued.json()
+    assert body["committed"] is False and body["plan"]["replay"] == ["r6"]
+    assert body["job"]["kind"] == "revert" and body["job"]["state"] == "queued"
+    shown = api.client.get("/requests/r5").json()
+    assert shown["state"] == "reverting" and shown["jobs"][-1]["id"] == body["job"]["id"]
+    again = api.client.post("/requests/r5/revert", json={"why": "twice"}, headers=AUTH)
+    assert again.status_code == 202 and again.json()["job"]["id"] == body["job"]["id"]
+    assert store.get_alias("live") == chain[-1]  # nothing moves before the daemon's replay
+
+    r = api.client.post("/requests/r6/revert", json={"why": "r6 withdrawn"}, headers=AUTH)
     assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["committed"] is True and body["version"]["kind"] == "revert"
-    assert store.get_alias("live") == body["version"]["id"]
-    assert store.alias_history("live")[-1].why == "withdrawn"
+    done = r.json()
+    assert done["committed"] is True and done["version"]["kind"] == "revert"
+    manifest = done["version"]["manifest"]
+    assert manifest["experts"] == {"e": e5} and manifest["artifacts"] == {"adapter:r5": adapter}
+    assert store.get_alias("live") == done["version"]["id"]
+    assert store.alias_history("live")[-1].why == "r6 withdrawn"
+    store.move_alias("live", head, expected_from=done["version"]["id"], who="test", why="reset")
 
 
 def test_openai_chat_completions_with_an_image(server, tmp_path):

@@ -87,13 +87,18 @@ def test_revert_commits_when_no_replay_is_needed(cli):
     assert set(store.get_version(5).manifest["experts"]) == {"e1"}
 
 
-def test_revert_that_needs_a_replay_prints_the_plan(cli):
+def test_revert_that_needs_a_replay_queues_a_job_for_the_daemon(cli):
     run, store = cli
     result = run("revert", "r1", "--why", "undo r1")
     assert result.exit_code == 0, result.output
-    assert "replay" in result.output and "r3" in result.output and "not committed" in result.output
-    assert store.get_alias() == 4  # nothing moved
-    assert store.list_events(kind="revert_requested")[0].data["replay"] == ["r3"]
+    assert "replay" in result.output and "r3" in result.output and "queued as job" in result.output
+    assert store.get_alias() == 4  # nothing moved yet: the daemon commits the replay
+    (job,) = store.list_jobs(request_id="r1", state="queued")
+    assert job.kind == "revert" and job.data["replay"] == ["r3"] and job.data["why"] == "undo r1"
+    assert store.get_request("r1").state == "reverting"
+    assert store.list_events(kind="revert_queued")[0].request_id == "r1"
+    again = json.loads(run("revert", "r1", "--why", "undo r1", "--json").output)
+    assert again["job"]["id"] == job.id  # asked twice: still one job
     unknown = run("revert", "nope", "--why", "x")
     assert unknown.exit_code == EXIT_NOT_FOUND and "nope" in unknown.output
 

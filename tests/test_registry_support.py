@@ -87,11 +87,11 @@ def blob(store, seed: float) -> str:
     return store.artifacts.put_tensors({"w": torch.full((4, 4), float(seed))})
 
 
-def version(store, parent=None, request_id=None, experts=None, **extra):
+def version(store, parent=None, request_id=None, experts=None, artifacts=None, **extra):
     return store.create_version(
         base_fingerprint="base-fp",
         parent_id=parent,
         request_id=request_id,
-        manifest={"experts": experts or {}, "artifacts": {}, "concept_index": None},
+        manifest={"experts": experts or {}, "artifacts": artifacts or {}, "concept_index": None},
         **extra,
     )

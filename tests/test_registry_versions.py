@@ -16,7 +16,7 @@ def test_migrations_run_once_and_pragmas_hold_on_every_connection(db_url, tmp_pa
     first = open_store(db_url, tmp_path / "a")
     second = open_store(db_url, tmp_path / "a")  # already at head: a no-op
     with second.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     if second.engine.dialect.name == "sqlite":
         conns = [second.engine.connect() for _ in range(3)]  # three pooled connections
         for conn in conns:
@@ -27,6 +27,33 @@ def test_migrations_run_once_and_pragmas_hold_on_every_connection(db_url, tmp_pa
             conn.close()
     first.close()
     second.close()
+
+
+def test_a_first_schema_database_upgrades_with_its_jobs(tmp_path):
+    """0001 -> 0002 on a registry that has a job: the job reads as a deletion."""
+    from alembic import command
+    from alembic.config import Config
+
+    from unlearnd.registry.db import MIGRATIONS, make_engine, transaction
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    engine = make_engine(url)
+    with transaction(engine, write=True) as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(text(
+            "INSERT INTO request (request_id, content_sha256, kind, method, spec, source_name, "
+            "priority, state, created_at, updated_at) VALUES ('r1', 'ab', 'entity', 'refuser', "
+            "'{}', 'r1.json', 0, 'queued', '2026-01-01', '2026-01-01')"))  # fmt: skip
+        conn.execute(text("INSERT INTO job (request_id, state, priority, attempts, max_attempts, "
+                          "created_at) VALUES ('r1', 'queued', 0, 0, 3, '2026-01-01')"))  # fmt: skip
+    engine.dispose()
+    store = open_store(url, tmp_path / "a")  # upgrades to head
+    (job,) = store.list_jobs()
+    assert job.kind == "deletion" and job.data is None
+    store.close()
 
 
 def test_versions_are_immutable_records_and_refuse_missing_blobs(store):
