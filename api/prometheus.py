@@ -28,7 +28,7 @@ from unlearnd import __version__
 from unlearnd.api.state import ApiState, state
 from unlearnd.evaluation.behaviour import ANSWERS, BEHAVIOURS
 from unlearnd.registry import RegistryStore
-from unlearnd.registry.records import JOB_STATES
+from unlearnd.registry.records import JOB_KINDS, JOB_STATES
 
 log = logging.getLogger("unlearnd.api.metrics")
 router = APIRouter(tags=["operations"])
@@ -84,6 +84,13 @@ class RegistryCollector:
         for name in JOB_STATES:
             states.add_metric([name], by_state.get(name, 0))
         yield states
+        doc = "Jobs by kind (a deletion, or a revert that replays) and state"
+        kinds = GaugeMetricFamily("unlearnd_jobs_by_kind", doc, labels=["kind", "state"])
+        by_kind = Counter((j.kind, j.state) for j in jobs)
+        for kind in JOB_KINDS:
+            for name in JOB_STATES:
+                kinds.add_metric([kind, name], by_kind.get((kind, name), 0))
+        yield kinds
         yield GaugeMetricFamily(
             "unlearnd_queue_depth", "Jobs waiting for a worker", value=by_state.get("queued", 0)
         )

@@ -22,7 +22,7 @@ from unlearnd.api.openapi import errors
 from unlearnd.api.routes_registry import as_json
 from unlearnd.api.schemas import Id, Limit, Offset
 from unlearnd.api.state import state, store
-from unlearnd.registry import NotFound, RegistryStore
+from unlearnd.registry import Conflict, RegistryStore
 from unlearnd.registry.records import JOB_STATES, RequestState
 
 router = APIRouter(tags=["requests"])
@@ -127,6 +127,7 @@ def _submit(api, body: bytes, name: str) -> JSONResponse:
     from unlearnd.daemon.bundle import read_item
     from unlearnd.daemon.inbox import submit
     from unlearnd.daemon.schema import RequestError
+    from unlearnd.daemon.sink import known
     from unlearnd.daemon.validate import accept
 
     s = api.settings
@@ -145,13 +146,12 @@ def _submit(api, body: bytes, name: str) -> JSONResponse:
             raise ApiError(422, f"invalid request: {e}", fields=fields) from None
         request_id = accepted.request_id
         try:
-            known = api.store().get_request(request_id)
-        except NotFound:
-            known = None
-        if known is not None:
-            if known.content_sha256 != accepted.content_sha256:
-                raise ApiError(409, f"request id {request_id!r} is taken by other content")
-            return JSONResponse({"request_id": request_id, "state": known.state, "duplicate": True})
+            record = known(accepted, api.store())
+        except Conflict as e:
+            raise ApiError(409, str(e)) from None
+        if record is not None:
+            body = {"request_id": request_id, "state": record.state, "duplicate": True}
+            return JSONResponse(body)
         # Named after the request so the inbox folders say what each item is.
         named = path.rename(path.with_name(f"api-{request_id}{name.removeprefix('request')}"))
         dest = submit(named, s.inbox)

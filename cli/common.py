@@ -23,6 +23,7 @@ EXIT_ERROR = 1  # the operation failed
 EXIT_USAGE = 2  # bad arguments (typer's own code)
 EXIT_CONFIG = 3  # configuration is invalid
 EXIT_NOT_FOUND = 4  # unknown version, request, alias or path
+EXIT_DUPLICATE = 5  # `submit`: the registry already holds this request
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:

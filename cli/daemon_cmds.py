@@ -9,6 +9,7 @@ import typer
 
 from unlearnd.cli.common import (
     EXIT_CONFIG,
+    EXIT_DUPLICATE,
     EXIT_NOT_FOUND,
     EXIT_USAGE,
     THREADS_HELP,
@@ -89,39 +90,75 @@ def submit(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Put a request into the inbox (written to tmp/, then renamed into new/)."""
+    """Put a request into the inbox (written to tmp/, then renamed into new/).
+
+    It is checked first: an invalid request is refused with every error, and one the registry
+    already holds is not submitted twice (exit code 5, naming the request)."""
     import tempfile
 
-    from unlearnd.daemon.inbox import submit as submit_item
-    from unlearnd.daemon.request_store import requests_root, write_resubmission
-
-    s = settings(ctx)
     if (item is None) == (again is None):
         fail("give a request to submit, or --again REQUEST (not both)", EXIT_USAGE)
-    if again is not None:
-        from unlearnd.daemon.sink import RESUBMITTABLE
-        from unlearnd.registry import NotFound
-
-        try:
-            state = _store(ctx).get_request(again).state
-        except NotFound:
-            fail(f"unknown request {again!r}", EXIT_NOT_FOUND)
-        if state not in RESUBMITTABLE:
-            fail(f"request {again} is {state}; only a {', '.join(RESUBMITTABLE)} request can be "
-                 f"submitted again (`unlearnd revert {again}` first)")  # fmt: skip
-        with tempfile.TemporaryDirectory() as tmp:
-            bundle = write_resubmission(requests_root(s), again, Path(tmp) / f"{again}.again")
-            dest = submit_item(bundle, s.inbox)
-        typer.echo(f"submitted request {again} again as {dest}; the intake gives it a new id "
-                   f"(`unlearnd requests`)")  # fmt: skip
+    if again is None:
+        if not item.exists() and not item.is_symlink():
+            fail(f"no such file or folder: {item}", EXIT_NOT_FOUND)
+        _submit_checked(ctx, item, str(item), as_json)
         return
-    if not item.exists() and not item.is_symlink():
-        fail(f"no such file or folder: {item}", EXIT_NOT_FOUND)
+    from unlearnd.daemon.request_store import requests_root, write_resubmission
+    from unlearnd.daemon.sink import RESUBMITTABLE
+
+    state = _request_state(ctx, again)
+    if state not in RESUBMITTABLE:
+        fail(f"request {again} is {state}; only a {', '.join(RESUBMITTABLE)} request can be "
+             f"submitted again (`unlearnd revert {again}` first)")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = write_resubmission(requests_root(settings(ctx)), again, Path(tmp) / again)
+        _submit_checked(ctx, bundle, f"request {again} again", as_json)
+
+
+def _request_state(ctx: typer.Context, request_id: str) -> str:
+    from unlearnd.registry import NotFound
+
+    try:
+        return _store(ctx).get_request(request_id).state
+    except NotFound:
+        fail(f"unknown request {request_id!r}", EXIT_NOT_FOUND)
+
+
+def _submit_checked(ctx: typer.Context, item: Path, what: str, as_json: bool) -> None:
+    """Validate `item` as the intake will, refuse a duplicate of a request the registry holds,
+    else drop it into the inbox."""
+    from unlearnd.daemon.bundle import read_item
+    from unlearnd.daemon.inbox import submit as submit_item
+    from unlearnd.daemon.schema import RequestError
+    from unlearnd.daemon.sink import RESUBMITTABLE, known
+    from unlearnd.daemon.validate import accept
+    from unlearnd.registry import Conflict
+
+    s = settings(ctx)
+    try:
+        accepted = accept(read_item(item, s.limits), s.limits, s.daemon.default_method,
+                          method_defaults=s.methods)  # fmt: skip
+    except RequestError as e:
+        fail(f"{what} is not a valid request, not submitted:\n{e}")
+    store = existing_store(ctx, required=False)
+    try:
+        record = known(accepted, store) if store is not None else None
+    except Conflict as e:
+        fail(f"{what}: {e}; not submitted")
+    if record is not None:
+        hint = (f"; to run it again: `unlearnd submit --again {record.request_id}`"
+                if record.state in RESUBMITTABLE else "")  # fmt: skip
+        if not as_json:
+            fail(f"{what} is a duplicate of request {record.request_id} ({record.state}), "
+                 f"not submitted{hint}", EXIT_DUPLICATE)  # fmt: skip
+        print_json({"item": what, "submitted_as": None, "duplicate_of": record.request_id,
+                    "state": record.state})  # fmt: skip
+        raise typer.Exit(EXIT_DUPLICATE)
     dest = submit_item(item, s.inbox)
     if as_json:
-        print_json({"item": str(item), "submitted_as": str(dest)})
+        print_json({"item": what, "submitted_as": str(dest), "request_id": accepted.request_id})
         return
-    typer.echo(f"submitted {item} as {dest}")
+    typer.echo(f"submitted {what} as {dest} (request {accepted.request_id})")
 
 
 def _store(ctx: typer.Context):

@@ -17,6 +17,19 @@ RESUBMITTABLE = ("reverted", "gated", "failed")
 log = logging.getLogger("unlearnd.daemon.sink")
 
 
+def known(accepted: Accepted, store: RegistryStore):
+    """The request `accepted` duplicates (same id, same content), or None when it is new;
+    Conflict when its id is taken by other content. `unlearnd submit` and the API ask this
+    before the inbox, so a duplicate is said at once, not only in the daemon's log."""
+    try:
+        record = store.get_request(accepted.request_id)
+    except NotFound:
+        return None
+    if record.content_sha256 != accepted.content_sha256:
+        raise Conflict(f"request id {accepted.request_id!r} is taken by other content")
+    return record
+
+
 class RegistrySink:
     def __init__(self, store: RegistryStore, max_attempts: int | None = None):
         self.store = store

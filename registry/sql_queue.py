@@ -46,13 +46,13 @@ class QueueMixin:
                 live = self._live_job(conn, request_id)
                 if live is not None:
                     return live
-                conn.execute(insert(J).values(request_id=request_id, priority=priority,
-                                              max_attempts=limit, kind=kind, data=data))  # fmt: skip
+                values = dict(request_id=request_id, priority=priority, max_attempts=limit)
+                conn.execute(insert(J).values(**values, kind=kind, data=data))
                 job = self._live_job(conn, request_id)
                 if kind == "revert":
                     self._set_request_state(conn, request_id, "reverting")
-                    self._add_event(conn, "revert_queued", f"revert of {request_id} queued "
-                                    f"(job {job.id})", request_id=request_id, data=data)  # fmt: skip
+                    why = f"revert of {request_id} queued (job {job.id})"
+                    self._add_event(conn, "revert_queued", why, request_id=request_id, data=data)
                 return job
         except exc.IntegrityError:  # PostgreSQL: a concurrent enqueue won (uq_job_live_request)
             with self._read() as conn:

@@ -324,7 +324,9 @@ class VersionsMixin:
         experts = {**plan.restored["experts"], **dict.fromkeys(plan.dropped["experts"])}
         for expert_id, sha in experts.items():
             uses = X.c.uses - 1 if sha else 0
-            conn.execute(update(X).where(X.c.id == expert_id).values(artifact_sha256=sha, uses=uses))
+            conn.execute(
+                update(X).where(X.c.id == expert_id).values(artifact_sha256=sha, uses=uses)
+            )
         self._set_request_state(conn, plan.request_id, "reverted")
 
     def commit_revert(
@@ -350,8 +352,8 @@ class VersionsMixin:
             self._check_alias(conn, alias, expected_alias_version)
             plan = self._plan(conn, job.request_id, alias)  # the head the replay started from
             version_id = self._insert_version(conn, spec, sizes)
-            conn.execute(update(J).where(J.c.id == job_id).values(
-                state="done", stage="done", lease_expires_at=None, finished_at=t.now()))  # fmt: skip
+            done = dict(state="done", stage="done", lease_expires_at=None, finished_at=t.now())
+            conn.execute(update(J).where(J.c.id == job_id).values(**done))
             if not move_alias:  # gated: kept for the audit, the deletion stays live
                 self._set_request_state(conn, job.request_id, "committed",
                                         "revert gated: see version " + str(version_id))  # fmt: skip

@@ -9,8 +9,12 @@ from local_daemon import LocalDaemon
 from unlearnd.config import ModelSettings, Settings
 from unlearnd.evaluation import metrics
 from unlearnd.evaluation.candidate import answers
+from unlearnd.evaluation.metrics import stated
+from unlearnd.evaluation.name_variants import variants
+from unlearnd.models import Sample
 from unlearnd.world import load_world
 from unlearnd.world import questions as q
+from unlearnd.world.people import FACT_CATEGORIES
 from unlearnd.world.requests import write_forget_bundle
 
 CATEGORIES = tuple(q.VISUAL)
@@ -44,3 +48,21 @@ class WorldDeployment:
         items = self.world.items(kind, pids) if items is None else items
         said = answers(model, [self.world.sample(it) for it in items])
         return metrics.answer_accuracy(said, [it.answer for it in items])
+
+    def names(self, pid: int) -> dict[str, str]:
+        """The ways a user names person `pid`: in full, by surname, misspelt
+        (evaluation/name_variants.py)."""
+        person = self.world.people[pid]
+        forms = variants([person.name])
+        return {"full": person.name, "surname": forms["surname"][0],
+                "misspelt": forms["misspelt"][0]}  # fmt: skip
+
+    def told(self, model, pid: int, name: str) -> float:
+        """The share of person `pid`'s facts the model states when asked by `name` with no
+        image, through the switch and the answer check as it serves."""
+        person = self.world.people[pid]
+        pairs = [(t.format(name=name), person.facts[c]) for c in FACT_CATEGORIES
+                 for t in q.TEXTUAL[c]]  # fmt: skip
+        said = model.answers([Sample(question, "") for question, _ in pairs], max_new_tokens=12)
+        return sum(stated(text, question, fact) for (text, _, _), (question, fact)
+                   in zip(said, pairs, strict=True)) / len(pairs)  # fmt: skip

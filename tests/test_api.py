@@ -334,6 +334,10 @@ def test_revert_through_the_api(server):
     assert shown["state"] == "reverting" and shown["jobs"][-1]["id"] == body["job"]["id"]
     again = api.client.post("/requests/r5/revert", json={"why": "twice"}, headers=AUTH)
     assert again.status_code == 202 and again.json()["job"]["id"] == body["job"]["id"]
+    metrics = {(s.name, tuple(sorted(s.labels.items()))): s.value for family in
+               text_string_to_metric_families(api.client.get("/metrics").text)
+               for s in family.samples}  # fmt: skip
+    assert metrics[("unlearnd_jobs_by_kind", (("kind", "revert"), ("state", "queued")))] == 1
     assert store.get_alias("live") == chain[-1]  # nothing moves before the daemon's replay
 
     r = api.client.post("/requests/r6/revert", json={"why": "r6 withdrawn"}, headers=AUTH)

@@ -26,7 +26,7 @@ TESTS = str(Path(__file__).resolve().parent)
 class Served:
     """A `unlearnd serve` subprocess whose output is collected by a reader thread."""
 
-    def __init__(self, workdir: Path, *args: str, **env: str):
+    def __init__(self, workdir: Path, *args: str, pipeline: str = PIPELINE, **env: str):
         clean = {k: v for k, v in os.environ.items() if not k.startswith("UNLEARND_")}
         clean.update(
             {
@@ -42,7 +42,7 @@ class Served:
             }
         )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "unlearnd.cli.main", "serve", "--pipeline", PIPELINE, *args],
+            [sys.executable, "-m", "unlearnd.cli.main", "serve", "--pipeline", pipeline, *args],
             env=clean,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -47,8 +47,9 @@ def test_a_first_schema_database_upgrades_with_its_jobs(tmp_path):
             "INSERT INTO request (request_id, content_sha256, kind, method, spec, source_name, "
             "priority, state, created_at, updated_at) VALUES ('r1', 'ab', 'entity', 'refuser', "
             "'{}', 'r1.json', 0, 'queued', '2026-01-01', '2026-01-01')"))  # fmt: skip
-        conn.execute(text("INSERT INTO job (request_id, state, priority, attempts, max_attempts, "
-                          "created_at) VALUES ('r1', 'queued', 0, 0, 3, '2026-01-01')"))  # fmt: skip
+        conn.execute(text(
+            "INSERT INTO job (request_id, state, priority, attempts, max_attempts, created_at) "
+            "VALUES ('r1', 'queued', 0, 0, 3, '2026-01-01')"))  # fmt: skip
     engine.dispose()
     store = open_store(url, tmp_path / "a")  # upgrades to head
     (job,) = store.list_jobs()

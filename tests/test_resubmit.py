@@ -9,6 +9,7 @@ import logging
 from test_intake import GOOD, errors_of, make_intake, png
 from typer.testing import CliRunner
 
+from unlearnd.cli.common import EXIT_DUPLICATE
 from unlearnd.cli.main import app as cli_app
 from unlearnd.daemon.request_store import load_request
 
@@ -60,9 +61,8 @@ def test_a_failed_request_is_submitted_again_as_a_new_linked_request(tmp_path, m
     assert event.request_id == new and event.data == {"supersedes": old}
 
     result = runner.invoke(cli_app, ["submit", "--again", old])  # twice: one new request
-    assert result.exit_code == 0
-    intake.scan_once()
-    assert len(store.list_requests()) == 2 and intake.stats.duplicates == 3
+    assert result.exit_code == EXIT_DUPLICATE and f"duplicate of request {new}" in result.output
+    assert intake.scan_once() == 0 and len(store.list_requests()) == 2
     result = runner.invoke(cli_app, ["submit", "--again", new])  # queued: refused at once
     assert result.exit_code == 1 and f"request {new} is queued" in result.output
     result = runner.invoke(cli_app, ["submit"])
@@ -86,3 +86,36 @@ def test_a_bundle_is_submitted_again_with_its_images(tmp_path, monkeypatch):
     request, stored = load_request(intake.requests_root, new)
     assert new.startswith("req-") and request.supersedes == "ann-1" and request.id is None
     assert (stored / "img" / "a.png").read_bytes() == png(color="blue")
+
+
+def test_submit_says_at_once_that_a_file_duplicates_a_request(tmp_path, monkeypatch):
+    """The CLI checks a file as the intake will: a duplicate is not dropped into the inbox and
+    the request it duplicates is named (text and --json); an invalid file is refused with its
+    errors; the same content under another id is new."""
+    intake = make_intake(tmp_path)
+    store = intake.sink.store
+    monkeypatch.setenv("UNLEARND_WORKDIR", str(intake.settings.workdir))
+    runner = CliRunner()
+    src = tmp_path / "a.json"
+    src.write_text(json.dumps(GOOD))
+    result = runner.invoke(cli_app, ["submit", str(src), "--json"])
+    assert result.exit_code == 0, result.output
+    rid = json.loads(result.stdout)["request_id"]
+    intake.scan_once()
+    assert intake.stats.accepted_ids == [rid]
+
+    result = runner.invoke(cli_app, ["submit", str(src)])
+    assert result.exit_code == EXIT_DUPLICATE
+    assert f"duplicate of request {rid} (queued), not submitted" in result.output
+    assert "--again" not in result.output  # a live request is not run again
+    fail_for_good(store, rid)
+    result = runner.invoke(cli_app, ["submit", str(src), "--json"])
+    assert result.exit_code == EXIT_DUPLICATE
+    assert json.loads(result.stdout) == {"item": str(src), "submitted_as": None,
+                                         "duplicate_of": rid, "state": "failed"}  # fmt: skip
+    assert intake.scan_once() == 0 and [r.request_id for r in store.list_requests()] == [rid]
+
+    src.write_text(json.dumps({**GOOD, "kind": "nonsense"}))
+    result = runner.invoke(cli_app, ["submit", str(src)])
+    assert result.exit_code == 1 and "not a valid request" in result.output
+    assert "kind" in result.output and intake.scan_once() == 0
