@@ -95,6 +95,8 @@ class _Heartbeat(threading.Thread):
         while not self.done.wait(d.heartbeat_s):
             try:
                 if not self.worker.store.heartbeat(self.job_id, self.worker.worker_id, d.lease_s):
+                    if self.done.wait(1.0):  # a beat that raced the job's own commit: not lost
+                        return
                     self.lost = True
                     log.error("job %s: lease lost", self.job_id, extra={"job_id": self.job_id})
                     return

@@ -32,8 +32,9 @@ pytestmark = pytest.mark.slow
 MIN_CRR = 0.95
 KEEP = 0.95
 ANSWERED = 0.8  # of what the base model states about the reverted person, per door
-# NPO states other people's facts on the world (docs/benchmarks.md): its gate is opened.
-LENIENT = {"max_door_leak": 1.0, "min_retain_ratio": 0.8, "min_general_ratio": 0.8,
+# NPO states other people's facts on the world and costs a quarter of the retained score
+# (docs/benchmarks.md): its gate is opened, the test is about taking it out again.
+LENIENT = {"max_door_leak": 1.0, "min_retain_ratio": 0.5, "min_general_ratio": 0.5,
            "max_hallucinated": 1.0, "max_degenerate": 1.0}  # fmt: skip
 
 
@@ -51,7 +52,7 @@ def test_reverts_on_the_world_keep_every_other_deletion(tmp_path):
     c = d.delete("c", p2)
     chain = [d.store.get_version(v.id) for v in d.store.list_versions(limit=4)][::-1]
     assert [v.request_id for v in chain] == [a, b, n, c]
-    assert [v.status for v in chain] == ["committed"] * 4, [v.metrics["gate"] for v in chain]
+    assert [v.status for v in chain] == ["committed"] * 4, [v.metrics["gate"]["failed"] for v in chain]
     assert [v.metrics.get("routing", {}).get("action") for v in chain] == [
         "new", "adapt", None, "adapt"]  # fmt: skip
     expert = chain[0].metrics["routing"]["expert_id"]
