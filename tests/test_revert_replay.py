@@ -52,7 +52,9 @@ def test_reverts_on_the_world_keep_every_other_deletion(tmp_path):
     c = d.delete("c", p2)
     chain = [d.store.get_version(v.id) for v in d.store.list_versions(limit=4)][::-1]
     assert [v.request_id for v in chain] == [a, b, n, c]
-    assert [v.status for v in chain] == ["committed"] * 4, [v.metrics["gate"]["failed"] for v in chain]
+    assert [v.status for v in chain] == ["committed"] * 4, [
+        v.metrics["gate"]["failed"] for v in chain
+    ]
     assert [v.metrics.get("routing", {}).get("action") for v in chain] == [
         "new", "adapt", None, "adapt"]  # fmt: skip
     expert = chain[0].metrics["routing"]["expert_id"]
