@@ -93,6 +93,7 @@ def names_alone(text: str, scope: Scope) -> bool:
 
 
 def _another_name(text: str, m: re.Match | None, own: set[str]) -> bool:
+    """Is the word `m` of `text` part of a name other than the target's?"""
     if m is None or not m.group()[0].isupper() or len(m.group()) == 1:  # 1 letter: an initial
         return False
     starts = not text[: m.start()].strip() or text[: m.start()].rstrip()[-1] in ".?!:"
