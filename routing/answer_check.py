@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from unlearnd.text import TYPO_MIN_LETTERS, mentions, normalise, one_edit
+from unlearnd.text import STOP_WORDS, TYPO_MIN_LETTERS, mentions, normalise, one_edit
 
 MIN_LETTERS = 3  # a shorter tell ("US", "5") is too often another word or number
 # Words that may stand before a surname without naming another person.
@@ -77,27 +77,32 @@ def names_alone(text: str, scope: Scope) -> bool:
     """Does `text` name a scope word (or one typo from one of at least TYPO_MIN_LETTERS
     letters) that is not part of another name, i.e. with no capitalised neighbour other than
     the target's name words, a title or an initial? A capitalised word that starts a
-    sentence is no name. Lower-case text cannot tell a namesake's name from a word, so there
-    the scope word alone counts."""
+    sentence is no name. Text in lower case shows no name: there any neighbour but a stop
+    word may be one ("hala stouston"), so "who was einstein" counts and "where does hala
+    live" does not (a namesake refused is worse than a first name that still answers)."""
     own = {w for n in scope.names for w in normalise(n).split()} | TITLES
+    cased = any(c.isupper() for c in text)
     found = list(_WORD.finditer(text))
     for k, m in enumerate(found):
         word = m.group().lower()
         if not any(word == w or (len(w) >= TYPO_MIN_LETTERS and one_edit(word, w))
                    for w in scope.words):  # fmt: skip
             continue
-        if not any(_another_name(text, n, own) for n in (found[k - 1] if k else None,
+        if not any(_another_name(text, n, own, cased) for n in (found[k - 1] if k else None,
                    found[k + 1] if k + 1 < len(found) else None)):  # fmt: skip
             return True
     return False
 
 
-def _another_name(text: str, m: re.Match | None, own: set[str]) -> bool:
-    """Is the word `m` of `text` part of a name other than the target's?"""
-    if m is None or not m.group()[0].isupper() or len(m.group()) == 1:  # 1 letter: an initial
+def _another_name(text: str, m: re.Match | None, own: set[str], cased: bool) -> bool:
+    """May the word `m` of `text` be part of a name other than the target's?"""
+    if m is None or len(m.group()) == 1:  # one letter: an initial
         return False
+    word = m.group().lower()
+    if not cased:
+        return word not in own and word not in STOP_WORDS
     starts = not text[: m.start()].strip() or text[: m.start()].rstrip()[-1] in ".?!:"
-    return not starts and m.group().lower() not in own
+    return m.group()[0].isupper() and not starts and word not in own
 
 
 class AnswerCheck:

@@ -58,6 +58,9 @@ def test_a_fact_the_pools_state_tells_where_the_question_names_the_target_alone(
         "Where does H. Staindberg live?": [0],
         "Where does Staindbreg live?": [0],  # one typo from a scope word of 5+ letters
         "hala, where does she live?": [0],
+        "who is hala ?": [0],  # lower case: only a stop word next to it
+        "where does hala live ?": [],  # lower case: "live" may be a surname
+        "where does hala smith live ?": [],
         "Hala lives where?": [0],  # a capitalised word that starts a sentence is no name
         "Where does Hala Smith live ?": [],  # a namesake: another name next to it
         "Where does John Staindberg live?": [],

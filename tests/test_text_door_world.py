@@ -82,6 +82,7 @@ def test_a_deleted_person_asked_by_surname_initial_or_title_is_routed(tmp_path, 
     assert row["text"]["threshold"] == door["threshold"] and row["text"]["own"], row
     assert normalise(person.name) in row["tells"], row
     assert normalise(first) in row["scope"] and normalise(person.facts["location"]) in row["scoped"]
+    assert not {"lives", "works", "enjoys", "loves"} & set(row["scoped"]), row  # answers' frame
     table = CliRunner().invoke(app, ["gate", "scan", "--out", str(tmp_path / "t.png")])
     assert "text door of version" in table.output, table.output
     assert "answer check of version" in table.output, table.output
