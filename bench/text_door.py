@@ -115,6 +115,7 @@ def main() -> None:
         doors.setdefault("full", []).extend(asked(p, p.name))
         for kind, forms in variants([p.name]).items():
             doors.setdefault(kind, []).extend(s for f in forms for s in asked(p, f))
+    doors["first_lower_case"] = [Sample(s.question.lower(), s.answer) for s in doors["first"]]
     out: dict = {"people": [w.people[p].name for p in pids], "doors": {}, "false_refusal": {}}
     for door, samples in doors.items():
         before, after = stated(base, samples), stated(live, samples)
@@ -135,6 +136,9 @@ def main() -> None:
     sets = {"retained_by_name": [s for o in retained for s in asked(o, o.name)],
             "retained_pictures": [w.sample(it) for it in w.items("seen_qa", w.retain_pids[:12])],
             "shares_first_name": sharing, "shares_surname": sharing_last,
+            # typed in lower case: the name gives no sign of being another person's
+            "shares_first_name_lower_case": [Sample(s.question.lower(), s.answer)
+                                             for s in sharing],
             "general": general}  # fmt: skip
     for name, samples in sets.items():
         drafts = base.generate(samples, max_new_tokens=16)
