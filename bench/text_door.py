@@ -6,9 +6,12 @@ wording: by full name, surname, first name, initial + surname, title + surname, 
 misspelling, the name run together (evaluation/name_variants.py). Per door: the share of the
 facts the parent (base) states that the live version still states (`kept`, target <= 5%).
 False refusals: retained people by name, retained people who share a first name or surname
-with a deleted person (their full name with it swapped in), general scene questions (answered
-as the parent answers them, and routed at all: target <= 2%). Cost: routing a query (with
-its text key) as a share of generating its answer, timed on the same questions.
+with a deleted person (their full name with it swapped in), general scene questions: of the
+parent's right answers (its own answer states the fact asked, and names no deleted person:
+one that does took the person asked about for the target), the share lost (target <= 2%;
+None, "not measurable", where the parent answered none right), and the share routed at all.
+Cost: routing a query (with its text key) as a share of generating its answer, timed on the
+same questions.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/text_door.py [--people 3] [--out FILE]
 
@@ -39,6 +42,7 @@ from unlearnd.routing.answer_check import AnswerCheck  # noqa: E402
 from unlearnd.routing.text_door import KEY, KEYS  # noqa: E402
 from unlearnd.serving import Deployment, load_version  # noqa: E402
 from unlearnd.serving.providers import set_default_provider  # noqa: E402
+from unlearnd.text import mentions  # noqa: E402
 from unlearnd.world import questions as q  # noqa: E402
 from unlearnd.world.deployment import provide  # noqa: E402
 from unlearnd.world.people import FACT_CATEGORIES  # noqa: E402
@@ -111,6 +115,7 @@ def main() -> None:
         doors.setdefault("full", []).extend(asked(p, p.name))
         for kind, forms in variants([p.name]).items():
             doors.setdefault(kind, []).extend(s for f in forms for s in asked(p, f))
+    doors["first_lower_case"] = [Sample(s.question.lower(), s.answer) for s in doors["first"]]
     out: dict = {"people": [w.people[p].name for p in pids], "doors": {}, "false_refusal": {}}
     for door, samples in doors.items():
         before, after = stated(base, samples), stated(live, samples)
@@ -131,14 +136,26 @@ def main() -> None:
     sets = {"retained_by_name": [s for o in retained for s in asked(o, o.name)],
             "retained_pictures": [w.sample(it) for it in w.items("seen_qa", w.retain_pids[:12])],
             "shares_first_name": sharing, "shares_surname": sharing_last,
+            # typed in lower case: the name gives no sign of being another person's
+            "shares_first_name_lower_case": [Sample(s.question.lower(), s.answer)
+                                             for s in sharing],
             "general": general}  # fmt: skip
     for name, samples in sets.items():
-        before, after = stated(base, samples), stated(live, samples)
+        drafts = base.generate(samples, max_new_tokens=16)
+        # A parent's answer that names a deleted person is about that person, not the one
+        # asked about (the parent took a namesake for the target): no right answer to lose,
+        # even where the namesake's fact happens to be the target's.
+        took = [any(mentions(a, p.name) for p in deleted) for a in drafts]
+        before = [metrics.answer_match(a, s.answer) and not t
+                  for a, s, t in zip(drafts, samples, took, strict=True)]  # fmt: skip
+        after = stated(live, samples)
         lost = sum(b and not a for b, a in zip(before, after, strict=True))
         out["false_refusal"][name] = {"n": len(samples), "routed": round(routed(live, samples), 4),
                                       "answer_check": checked(live, samples),
+                                      "parent_named_the_target": sum(took),
                                       "parent_answered": sum(before),
-                                      "lost": round(lost / max(1, sum(before)), 4)}  # fmt: skip
+                                      "lost": round(lost / sum(before), 4) if any(before)
+                                      else None}  # fmt: skip
         print(name, out["false_refusal"][name], flush=True)
     probe = sets["retained_by_name"] + general
     for _ in range(2):  # warm up, then time

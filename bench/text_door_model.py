@@ -32,7 +32,7 @@ from unlearnd.config import ModelSettings, Settings
 from unlearnd.daemon.text_door import answer_tells, text_door
 from unlearnd.evaluation.candidate import answers
 from unlearnd.models import Sample, load
-from unlearnd.routing.answer_check import AnswerCheck
+from unlearnd.routing.answer_check import AnswerCheck, Scope
 from unlearnd.routing.concepts import Centers
 from unlearnd.routing.switch import ExpertSwitch, SwitchSettings
 from unlearnd.routing.tasks import Task
@@ -110,7 +110,8 @@ def run(model: str, key: str, out: Path, work: Path) -> dict:
         none = np.zeros((0, 1), np.float32)  # a text-only request: no image prototypes
         task = Task("r", "e", e["name"], none, none, names=tuple(names), **door.task_fields())
         switch = ExpertSwitch([task], Centers(None, np.zeros(1, np.float32)), SwitchSettings())
-        check = AnswerCheck([answer_tells("entity", names, forget, deployment)])
+        told = answer_tells("entity", names, forget, deployment)
+        check = AnswerCheck([told["tells"]], [Scope(told["scope"], told["scoped"], tuple(names))])
 
         def routed(questions: list[str], switch=switch, task=task, check=check) -> tuple:
             """(routed by the switch, by the text key alone, caught by the answer check from
@@ -118,13 +119,15 @@ def run(model: str, key: str, out: Path, work: Path) -> dict:
             keys = {key: text_keys(fam, questions, key)}
             both = [bool(b) for b in switch.route(None, questions, keys)]
             cos = switch.text_cosines(keys, len(questions))[:, 0]
-            caught = [bool(check.told(drafts[q])) for q in questions]
+            caught = [bool(check.told(drafts[q], q)) for q in questions]
             return both, [bool(c > 0 and c >= task.text_threshold) for c in cos], caught
 
         row = {
             "calibration": door.calibration.to_dict(),
             "door_s": round(time.perf_counter() - t0),
             "tells": list(check.table),
+            "scope": list(told["scope"]),
+            "scoped": list(told["scoped"]),
         }
         asked = {door_: [p["question"] for p in ps] for door_, ps in e["probes"].items()}
         for name, questions in [*asked.items(), *sets.items(),

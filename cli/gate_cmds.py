@@ -90,9 +90,11 @@ def scan_cmd(
     if texts:
         print_table(texts, ("request", "target", "threshold", "from the pools now", "miss",
                             "false fires"), title=f"text door of version {chosen}")  # fmt: skip
-    tells = [(r["request"], r["target"], ", ".join(r["tells"]) or "none (an older request)")
-             for r in result["requests"]]  # fmt: skip
-    print_table(tells, ("request", "target", "an answer that says one is withheld"),
+    tells = [(r["request"], r["target"], ", ".join(r["tells"]) or "none (an older request)",
+              f"{', '.join(r['scoped'])} (named as {', '.join(r['scope'])})" if r["scope"]
+              else "none") for r in result["requests"]]  # fmt: skip
+    print_table(tells, ("request", "target", "an answer that says one is withheld",
+                        "and, to a question that names the target by one word alone"),
                 title=f"answer check of version {chosen}")  # fmt: skip
     refused = result["false_refusal"]
     console.print(

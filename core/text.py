@@ -9,6 +9,15 @@ import string
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans({c: " " for c in string.punctuation})
+# Words that carry no fact: a sentence's frame ("she is", "it was in the"), which a refusal or
+# an echo of the question shares with any answer. After normalise(): "can't" is "can t".
+STOP_WORDS = frozenset(
+    "i me my you your he him his she her it its we our they them their this that these those "
+    "is are was were be been being am do does did have has had will would can could shall "
+    "should may might must of in on at to for from by with about as into over under and or "
+    "but not no so than then there here what which who whom whose where when why how also "
+    "very just m s t d ll re ve".split()
+)
 
 
 def normalise(text: str) -> str:

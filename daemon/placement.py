@@ -160,7 +160,7 @@ class ExpertPlacement:
         stored = door.task_fields() if door is not None else {}
         told = answer_tells(inputs.request.kind, target.names, inputs.forget, self.deployment)
         task = Task(inputs.request_id, decision.expert_id, target.name, visual, textual, seq,
-                    kind, tuple(target.names), threshold, **stored, tells=told)  # fmt: skip
+                    kind, tuple(target.names), threshold, **stored, **told)  # fmt: skip
         concepts_sha = store.artifacts.put_tensors(task.tensors(), task.metadata())
         experts[decision.expert_id] = expert_sha
         concepts_key = f"{CONCEPTS_PREFIX}{inputs.request_id}"

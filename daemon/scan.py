@@ -44,6 +44,8 @@ def scan(settings: Settings, store: RegistryStore, version_id: int | None) -> di
             "expert": task.expert_id,
             "image_door": bool(len(task.visual)),
             "tells": list(task.tells),  # the answer check's (routing/answer_check.py)
+            "scope": list(task.scope),  # its scoped tells' words and facts
+            "scoped": list(task.scoped),
         }
         if row["image_door"]:  # a text-only request has no image door to calibrate
             others = {id(s) for s in without_concept(pool, request.kind, forget)}

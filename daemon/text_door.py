@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from unlearnd.daemon.job import without_concept
 from unlearnd.evaluation.doors import text_variants
+from unlearnd.evaluation.metrics import content_words
 from unlearnd.evaluation.name_variants import (
     FIRST,
     MISSPELT,
@@ -21,10 +22,11 @@ from unlearnd.evaluation.name_variants import (
     renamed,
 )
 from unlearnd.models import Sample
-from unlearnd.routing.answer_check import tells
+from unlearnd.refusals import RefusalTable, category_of
+from unlearnd.routing.answer_check import scope, scoped_tells, tells
 from unlearnd.routing.text_door import TextDoor, calibrate_text
 from unlearnd.serving import Deployment
-from unlearnd.text import mentions
+from unlearnd.text import mentions, normalise
 
 
 def door_questions(
@@ -66,15 +68,41 @@ def text_door(
 SHORT_ANSWER = 4  # words: an answer this short is the fact itself ("Hogwarts", "Paris")
 
 
-def answer_tells(kind: str, names: list[str], forget: list[Sample], deployment: Deployment):
-    """The request's tells (routing/answer_check.py): its names, its samples' facts (a short
-    answer is its fact), less what the retain and general pools' answers state."""
+def answer_tells(
+    kind: str, names: list[str], forget: list[Sample], deployment: Deployment
+) -> dict[str, tuple[str, ...]]:
+    """The request's answer check (routing/answer_check.py), as Task fields: `tells`, its
+    names and its samples' facts (a short answer is its fact) less what the retain and
+    general pools' answers state; `scope`, the words of its names no pool text uses;
+    `scoped`, the facts the pools state, and for a sample without facts its answer's content
+    words (a sentence's fact is in them: "Hala lives in Kelmora" -> "kelmora"), told only
+    where a question names a scope word alone."""
     if not deployment.settings.routing.answer_check:
-        return ()
+        return {"tells": (), "scope": (), "scoped": ()}
     facts = [f for s in forget for f in (s.facts or ((s.answer,) if _short(s.answer) else ()))]
     pool = without_concept([*deployment.retain_pool("eval"), *deployment.retain_pool("train"),
                             *deployment.general_pool()], kind, forget)  # fmt: skip
-    return tells(names, facts, [s.answer for s in pool])
+    told = tells(names, facts, [s.answer for s in pool])
+    # Not a word of the deployment's refusals ("lives"), or what an expert says would tell,
+    # nor one most pool answers to a question of its kind use ("enjoys"): no fact either.
+    said = [*names, *RefusalTable(deployment.settings.refusals).sentences()]
+    frame = _frames(pool)
+    words = [w for s in forget if not s.facts
+             for w in content_words(s.answer, [s.question, *said])
+             if w not in frame.get(category_of(s.question), ())]  # fmt: skip
+    texts = [t for s in pool for t in (s.question, s.answer)]
+    return {"tells": told, "scope": scope(names, texts),
+            "scoped": scoped_tells([*facts, *words], told)}  # fmt: skip
+
+
+def _frames(pool: list[Sample]) -> dict[str | None, set[str]]:
+    """Question category (core/refusals.py) -> the words at least half the pool's answers
+    to questions of it use, of two answers or more: the frame a fact sits in."""
+    answers: dict[str | None, list[set[str]]] = {}
+    for s in pool:
+        answers.setdefault(category_of(s.question), []).append(set(normalise(s.answer).split()))
+    return {c: {w for w in set().union(*a) if 2 * sum(w in x for x in a) >= len(a)}
+            for c, a in answers.items() if len(a) >= 2}  # fmt: skip
 
 
 def _short(answer: str) -> bool:

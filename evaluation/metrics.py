@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from unlearnd.evaluation import refusal_match
-from unlearnd.text import mentions, normalise
+from unlearnd.text import STOP_WORDS, mentions, normalise
 
 
 def exact_match(prediction: str, reference: str) -> bool:
@@ -25,15 +25,6 @@ def answer_match(prediction: str, reference: str) -> bool:
     return mentions(prediction, reference)
 
 
-# Words that carry no fact: a sentence's frame ("she is", "it was in the"), which a refusal or
-# an echo of the question shares with any answer. After normalise(): "can't" is "can t".
-STOP_WORDS = frozenset(
-    "i me my you your he him his she her it its we our they them their this that these those "
-    "is are was were be been being am do does did have has had will would can could shall "
-    "should may might must of in on at to for from by with about as into over under and or "
-    "but not no so than then there here what which who whom whose where when why how also "
-    "very just m s t d ll re ve".split()
-)
 SHORT_ANSWER_WORDS = 3  # a reference of at most this many words is a short answer (a fact)
 # A sentence counts as stated from this share of its fact on (ROUGE-L recall of the content
 # words): with a fact of 2 words both, of 3 or 4 words all but one, of 5 words 3.

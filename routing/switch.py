@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from unlearnd.routing.answer_check import AnswerCheck
+from unlearnd.routing.answer_check import AnswerCheck, Scope
 from unlearnd.routing.concepts import Centers
 from unlearnd.routing.index import ConceptIndex
 from unlearnd.routing.pool import relevance
@@ -72,11 +72,14 @@ class ExpertSwitch:
             vectors = centers.unit(np.stack([v for _, v in rows]), "visual")
             self.index = ConceptIndex.build(np.arange(len(rows)), vectors)
         self.meaning = [i for i, t in enumerate(tasks) if t.reads_meaning and settings.text_door]
-        self.answer_check = AnswerCheck([t.tells for t in tasks] if settings.answer_check else [])
+        checked = tasks if settings.answer_check else []
+        scopes = [Scope(t.scope, t.scoped, t.all_names) for t in checked]
+        self.answer_check = AnswerCheck([t.tells for t in checked], scopes)
 
-    def told(self, answer: str) -> dict[str, float]:
-        """The experts (at full weight) of the requests whose tells an answer contains."""
-        return {self.tasks[i].expert_id: 1.0 for i in self.answer_check.told(answer)}
+    def told(self, answer: str, question: str = "") -> dict[str, float]:
+        """The experts (at full weight) of the requests whose tells an answer (to
+        `question`: its scoped tells too) contains."""
+        return {self.tasks[i].expert_id: 1.0 for i in self.answer_check.told(answer, question)}
 
     @property
     def reads_meaning(self) -> bool:

@@ -37,6 +37,10 @@ class Task:
     # Names and facts an answer about the target gives away (routing/answer_check.py); older
     # artifacts have none.
     tells: tuple[str, ...] = ()
+    # Scoped tells: the words of its names that no pool uses, and the facts that tell only
+    # where a question names one of them alone (routing/answer_check.py); older: none.
+    scope: tuple[str, ...] = ()
+    scoped: tuple[str, ...] = ()
 
     @property
     def reads_meaning(self) -> bool:
@@ -57,7 +61,8 @@ class Task:
         meta = {"kind": "concepts", "request": self.request_id, "expert": self.expert_id,
                 "label": self.label, "seq": str(self.seq), "visual_vector": self.visual_vector,
                 "names": json.dumps(list(self.names)),
-                "tells": json.dumps(list(self.tells))}  # fmt: skip
+                "tells": json.dumps(list(self.tells)), "scope": json.dumps(list(self.scope)),
+                "scoped": json.dumps(list(self.scoped))}  # fmt: skip
         if self.visual_threshold is not None:
             meta["visual_threshold"] = repr(self.visual_threshold)
         if self.reads_meaning:
@@ -80,6 +85,8 @@ class Task:
             float(metadata["visual_threshold"]) if "visual_threshold" in metadata else None,
             *_text_door(tensors, metadata),
             tells=tuple(json.loads(metadata.get("tells", "[]"))),
+            scope=tuple(json.loads(metadata.get("scope", "[]"))),
+            scoped=tuple(json.loads(metadata.get("scoped", "[]"))),
         )
 
 

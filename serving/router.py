@@ -75,11 +75,12 @@ class Router:
         (betas,) = RoutedModel(self.fam, self.switch, {}).routes([Sample(prompt, "", image)])
         return betas
 
-    def check(self, answer: str) -> str | None:
+    def check(self, answer: str, prompt: str = "") -> str | None:
         """The answer check (routing/answer_check.py): the expert to answer again with when
-        the answer names a routed target or states its facts, else None. An answer that
-        still does after that is withheld: answer `refusal(prompt, expert)` instead."""
-        told = self.switch.told(answer)
+        the answer (to `prompt`) names a routed target or states its facts, else None. An
+        answer that still does after that is withheld: answer `refusal(prompt, expert)`
+        instead."""
+        told = self.switch.told(answer, prompt)
         return min(told) if told else None
 
     def route(self, prompt: str, image=None) -> str | None:

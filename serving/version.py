@@ -139,7 +139,7 @@ class RoutedModel:
             return out
         again: dict[int, dict[str, float]] = {}
         for i, (text, betas, _) in enumerate(out):
-            told = self.switch.told(text)
+            told = self.switch.told(text, batch[i].question)
             if told and all(betas.get(e, 0.0) >= 1.0 or self.refuse for e in told):
                 out[i] = (self.withheld(batch[i].question, self.about(told)), betas,
                           "answer check")  # fmt: skip
@@ -150,7 +150,7 @@ class RoutedModel:
             redone = self._generate([batch[i] for i in idx], [again[i] for i in idx],
                                     max_new_tokens)  # fmt: skip
             for i, text in zip(idx, redone, strict=True):
-                if told := self.switch.told(text):
+                if told := self.switch.told(text, batch[i].question):
                     text = self.withheld(batch[i].question, self.about(told))
                 out[i] = (text, again[i], "answer check")
         return out

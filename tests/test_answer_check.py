@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from unlearnd.routing.answer_check import AnswerCheck, tells
+from unlearnd.routing.answer_check import AnswerCheck, Scope, scope, scoped_tells, tells
 from unlearnd.routing.concepts import Centers
 from unlearnd.routing.switch import ExpertSwitch, SwitchSettings
 from unlearnd.routing.tasks import Task
@@ -37,3 +37,56 @@ def test_a_request_with_tells_takes_its_name_with_a_typo():
         switch = ExpertSwitch([task], center, SwitchSettings())
         assert [bool(r) for r in switch.route(None, asked)] == routed, told
         assert bool(switch.told("Albert Einstein was a physicist.")) == bool(told)
+
+
+def test_scope_is_the_name_words_no_background_text_uses():
+    background = ["Who was Albert Camus?", "Camus wrote novels.", "Eiffel was an engineer."]
+    assert scope(["Albert Einstein", "Einstein"], background) == ("einstein",)
+    assert scope(["Eiffel Tower", "Al Ng"], background) == ("tower",)
+    assert scoped_tells(["Physicist", "relativity", "Ulm", "E"], ("relativity",)) == (
+        "physicist",
+        "ulm",
+    )
+
+
+def test_a_fact_the_pools_state_tells_where_the_question_names_the_target_alone():
+    hala = Scope(("hala", "staindberg"), ("kelmora", "baker"), ("Hala Staindberg",))
+    check = AnswerCheck([("hala staindberg",)], [hala])
+    told = {
+        "In which city does Hala live ?": [0],
+        "Where does Dr Staindberg live?": [0],
+        "Where does H. Staindberg live?": [0],
+        "Where does Staindbreg live?": [0],  # one typo from a scope word of 5+ letters
+        "hala, where does she live?": [0],
+        "who is hala ?": [0],  # lower case: only a stop word next to it
+        "where does hala live ?": [],  # lower case: "live" may be a surname
+        "where does hala smith live ?": [],
+        "Hala lives where?": [0],  # a capitalised word that starts a sentence is no name
+        "Where does Hala Smith live ?": [],  # a namesake: another name next to it
+        "Where does John Staindberg live?": [],
+        "Where does Halo live?": [],  # a 4-letter word takes no typo
+        "In which city does Anna live ?": [],
+        "": [],
+    }
+    for question, want in told.items():
+        assert check.told("Kelmora", question) == want, question
+    assert check.told("He lives in Varno.", "Where does Hala live?") == []
+    assert check.told("hala staindberg", "Where does John Staindberg live?") == [0]
+    # A request whose names no pool spares has no scope: its scoped facts never tell.
+    unscoped = AnswerCheck([("harry potter",)], [Scope((), ("london",), ("Harry Potter",))])
+    assert unscoped.told("London", "Where does Harry live?") == []
+
+
+def test_the_switch_checks_a_tasks_scoped_tells_against_the_question():
+    none = np.zeros((0, 1), np.float32)
+    center = Centers(None, np.zeros(1, np.float32))
+    task = Task("r", "e", "Albert Einstein", none, none, names=("Albert Einstein",),
+                tells=("albert einstein",), scope=("einstein",), scoped=("physicist",))  # fmt: skip
+    switch = ExpertSwitch([task], center, SwitchSettings())
+    assert switch.told("A physicist.", "Who was Einstein?") == {"e": 1.0}
+    assert switch.told("A physicist.", "Who was Isaac Newton?") == {}
+    assert switch.told("A physicist.") == {}
+    back = Task.from_artifact(task.tensors(), task.metadata())
+    assert (back.scope, back.scoped) == (("einstein",), ("physicist",))
+    off = ExpertSwitch([task], center, SwitchSettings(answer_check=False))
+    assert off.told("A physicist.", "Who was Einstein?") == {}

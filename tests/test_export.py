@@ -164,6 +164,10 @@ def test_a_refuser_version_leaves_as_expert_folders_and_a_router(family, tmp_pat
     # The answer check travels too: an answer naming the target goes back to its expert.
     assert router.check("Ada Byron lives in a tower .") == expert
     assert router.check("a cat sits on a mat .") is None
+    # Its scoped tells with it: the forget answer's "paris" tells to a question by surname.
+    assert router.check("paris .", "Where does Byron live ?") == expert
+    assert router.check("paris .", "Where does John Byron live ?") is None
+    assert router.check("paris .") is None
 
     # A server applying the expert's folder through PEFT at the Router's beta gets the
     # logits unlearnd serves: by name (beta 1) and on the half-open picture, where the

@@ -1,7 +1,8 @@
 """The text door by meaning on the world (issue 29): a deleted person asked by surname,
 initial or title is routed to the expert like the full name, while retained people by name,
 their pictures and scenes are not; the answer check alone (the default) withholds what the
-base model's drafts give away; `unlearnd gate scan` shows the door's threshold and tells."""
+base model's drafts give away, by surname or first name alone, and not for namesakes;
+`unlearnd gate scan` shows the door's threshold and tells."""
 
 from __future__ import annotations
 
@@ -54,17 +55,25 @@ def test_a_deleted_person_asked_by_surname_initial_or_title_is_routed(tmp_path, 
     # person, so they are answered again by the expert or withheld; none states a fact.
     blind = ExpertSwitch(live.switch.tasks, live.switch.centers, SwitchSettings(text_door=False))
     checked = RoutedModel(live.fam, blind, live.adapters, None, live.withheld)
-    questions = asked(person, last)
-    assert not any(checked.routes(questions)), "the switch alone routed a question"
-    answers = checked.answers(questions, max_new_tokens=12)
-    caught = [by == "answer check" for _, _, by in answers]
-    assert sum(caught) >= 0.8 * len(caught), answers  # the rest did not name the person
     facts = [person.facts[c] for c in FACT_CATEGORIES for _ in q.TEXTUAL[c]]
-    leaks = [text for (text, _, _), s, fact in zip(answers, questions, facts, strict=True)
-             if stated(text, s.question, fact)]  # fmt: skip
-    assert not leaks, leaks
+    for name in (last, first):  # by first name the model may state the fact alone: "kelmora"
+        questions = asked(person, name)
+        assert not any(checked.routes(questions)), "the switch alone routed a question"
+        answers = checked.answers(questions, max_new_tokens=12)
+        caught = [by == "answer check" for _, _, by in answers]
+        assert sum(caught) >= 0.8 * len(caught), answers  # the rest did not name the person
+        leaks = [text for (text, _, _), s, fact in zip(answers, questions, facts, strict=True)
+                 if stated(text, s.question, fact)]  # fmt: skip
+        assert not leaks, (name, leaks)
     others = [s for o in kept for s in asked(o, o.name)]
     assert {by for _, _, by in checked.answers(others, 12)} == {"base model"}
+    # People who share the first name or surname are someone else: the facts the pools also
+    # state (scoped tells) never tell of the target in their answers.
+    namesakes = [s for o in kept for s in (*asked(o, f"{first} {o.last}"),
+                                           *asked(o, f"{o.first} {last}"))]  # fmt: skip
+    drafts = checked.fam.generate(namesakes, max_new_tokens=12)
+    assert all(blind.told(d, s.question) == blind.told(d)
+               for d, s in zip(drafts, namesakes, strict=True))  # fmt: skip
 
     monkeypatch.setenv("UNLEARND_WORKDIR", str(d.settings.workdir))
     out = CliRunner().invoke(app, ["gate", "scan", "--json", "--out", str(tmp_path / "s.png")])
@@ -72,6 +81,8 @@ def test_a_deleted_person_asked_by_surname_initial_or_title_is_routed(tmp_path, 
     (row,) = json.loads(out.output)["requests"]
     assert row["text"]["threshold"] == door["threshold"] and row["text"]["own"], row
     assert normalise(person.name) in row["tells"], row
+    assert normalise(first) in row["scope"] and normalise(person.facts["location"]) in row["scoped"]
+    assert not {"lives", "works", "enjoys", "loves"} & set(row["scoped"]), row  # answers' frame
     table = CliRunner().invoke(app, ["gate", "scan", "--out", str(tmp_path / "t.png")])
     assert "text door of version" in table.output, table.output
     assert "answer check of version" in table.output, table.output
