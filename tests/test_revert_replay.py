@@ -40,6 +40,7 @@ LENIENT = {"max_door_leak": 1.0, "min_retain_ratio": 0.5, "min_general_ratio": 0
            "max_hallucinated": 1.0, "max_degenerate": 1.0}  # fmt: skip
 
 
+@pytest.mark.timeout(1200)  # 5 min on 2 quiet cores: four deletions, a replay, every door
 def test_reverts_on_the_world_keep_every_other_deletion(tmp_path):
     d = WorldDeployment(tmp_path, pool_size=1, eval_samples=16)
     w = d.world
@@ -72,7 +73,8 @@ def test_reverts_on_the_world_keep_every_other_deletion(tmp_path):
         assert d.accuracy(model, "unseen_qa", [answered]) >= ANSWERED * d.accuracy(
             base, "unseen_qa", [answered])  # fmt: skip
         for pid in refused:  # by name, surname, misspelt: nothing the head did not state
-            after, before = told(model, pid), told(head, pid)
+            after = told(model, pid)
+            before = told(head, pid) if any(after.values()) else after  # asked only if needed
             assert after["full"] == 0 and all(after[k] <= before[k] for k in after), (
                 pid, before, after)  # fmt: skip
         for door, name in d.names(answered).items():  # as the base model states it
