@@ -76,9 +76,10 @@ def answer_tells(
     general pools' answers state; `scope`, the words of its names no pool text uses;
     `scoped`, the facts the pools state, and for a sample without facts its answer's content
     words (a sentence's fact is in them: "Hala lives in Kelmora" -> "kelmora"), told only
-    where a question names a scope word alone."""
+    where a question names a scope word alone; `frame`, the words of the pools' and its own
+    questions that are no name (a lower-case question's "live" beside "hala")."""
     if not deployment.settings.routing.answer_check:
-        return {"tells": (), "scope": (), "scoped": ()}
+        return {"tells": (), "scope": (), "scoped": (), "frame": ()}
     facts = [f for s in forget for f in (s.facts or ((s.answer,) if _short(s.answer) else ()))]
     pool = without_concept([*deployment.retain_pool("eval"), *deployment.retain_pool("train"),
                             *deployment.general_pool()], kind, forget)  # fmt: skip
@@ -91,7 +92,8 @@ def answer_tells(
              for w in content_words(s.answer, [s.question, *said])
              if w not in frame.get(category_of(s.question), ())]  # fmt: skip
     texts = [t for s in pool for t in (s.question, s.answer)]
-    return {"tells": told, "scope": scope(names, texts),
+    asked = [*(s.question for s in pool), *(s.question for s in forget)]
+    return {"tells": told, "scope": scope(names, texts), "frame": frame(asked, names),
             "scoped": scoped_tells([*facts, *words], told)}  # fmt: skip
 
 
