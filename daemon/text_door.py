@@ -87,14 +87,14 @@ def answer_tells(
     # Not a word of the deployment's refusals ("lives"), or what an expert says would tell,
     # nor one most pool answers to a question of its kind use ("enjoys"): no fact either.
     said = [*names, *RefusalTable(deployment.settings.refusals).sentences()]
-    frame = _frames(pool)
+    frames = _frames(pool)
     words = [w for s in forget if not s.facts
              for w in content_words(s.answer, [s.question, *said])
-             if w not in frame.get(category_of(s.question), ())]  # fmt: skip
+             if w not in frames.get(category_of(s.question), ())]  # fmt: skip
     texts = [t for s in pool for t in (s.question, s.answer)]
     asked = [*(s.question for s in pool), *(s.question for s in forget)]
-    return {"tells": told, "scope": scope(names, texts), "frame": frame(asked, names),
-            "scoped": scoped_tells([*facts, *words], told)}  # fmt: skip
+    return {"tells": told, "scope": scope(names, texts), "scoped": scoped_tells([*facts, *words],
+            told), "frame": frame_words(asked, names)}  # fmt: skip
 
 
 def _frames(pool: list[Sample]) -> dict[str | None, set[str]]:

@@ -63,7 +63,7 @@ def scoped_tells(facts: Iterable[str], told: Sequence[str]) -> tuple[str, ...]:
                                and f not in told))  # fmt: skip
 
 
-def frame(questions: Iterable[str], names: Iterable[str]) -> tuple[str, ...]:
+def frame_words(questions: Iterable[str], names: Iterable[str]) -> tuple[str, ...]:
     """The words of the deployment's cased questions that are never a name there (never
     capitalised but where a sentence starts), less the target's name words and stop words:
     beside a scope word in a lower-case question, one of them is no surname ("where does
@@ -84,7 +84,7 @@ def frame(questions: Iterable[str], names: Iterable[str]) -> tuple[str, ...]:
 class Scope:
     """A request's scoped tells: `facts`, told when a question names one of `words` alone;
     `names`: the target's names (their words and titles do not make another person);
-    `frame`: words that are no name beside a scope word in lower-case text (`frame`)."""
+    `frame`: words that are no name beside a scope word in lower-case text (`frame_words`)."""
 
     words: tuple[str, ...] = ()
     facts: tuple[str, ...] = ()

@@ -8,7 +8,7 @@ import numpy as np
 from unlearnd.routing.answer_check import (
     AnswerCheck,
     Scope,
-    frame,
+    frame_words,
     scope,
     scoped_tells,
     tells,
@@ -59,7 +59,7 @@ def test_scope_is_the_name_words_no_background_text_uses():
 def test_a_fact_the_pools_state_tells_where_the_question_names_the_target_alone():
     asked = ["Where does Hala Stouston live ?", "In which city does this person live?",
              "What is the job of Anna Smith ?", "where does hala stouston live"]  # fmt: skip
-    words = frame(asked, ["Hala Staindberg"])
+    words = frame_words(asked, ["Hala Staindberg"])
     assert words == ("city", "job", "live", "person")  # no name, nothing of lower-case text
     hala = Scope(("hala", "staindberg"), ("kelmora", "baker"), ("Hala Staindberg",), words)
     check = AnswerCheck([("hala staindberg",)], [hala])
