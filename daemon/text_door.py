@@ -23,7 +23,7 @@ from unlearnd.evaluation.name_variants import (
 )
 from unlearnd.models import Sample
 from unlearnd.refusals import RefusalTable, category_of
-from unlearnd.routing.answer_check import scope, scoped_tells, tells
+from unlearnd.routing.answer_check import frame_words, scope, scoped_tells, tells
 from unlearnd.routing.text_door import TextDoor, calibrate_text
 from unlearnd.serving import Deployment
 from unlearnd.text import mentions, normalise
