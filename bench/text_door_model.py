@@ -111,7 +111,8 @@ def run(model: str, key: str, out: Path, work: Path) -> dict:
         task = Task("r", "e", e["name"], none, none, names=tuple(names), **door.task_fields())
         switch = ExpertSwitch([task], Centers(None, np.zeros(1, np.float32)), SwitchSettings())
         told = answer_tells("entity", names, forget, deployment)
-        check = AnswerCheck([told["tells"]], [Scope(told["scope"], told["scoped"], tuple(names))])
+        scoped = Scope(told["scope"], told["scoped"], tuple(names), told["frame"])
+        check = AnswerCheck([told["tells"]], [scoped])
 
         def routed(questions: list[str], switch=switch, task=task, check=check) -> tuple:
             """(routed by the switch, by the text key alone, caught by the answer check from

@@ -23,7 +23,7 @@ from unlearnd.evaluation.name_variants import (
 )
 from unlearnd.models import Sample
 from unlearnd.refusals import RefusalTable, category_of
-from unlearnd.routing.answer_check import scope, scoped_tells, tells
+from unlearnd.routing.answer_check import frame_words, scope, scoped_tells, tells
 from unlearnd.routing.text_door import TextDoor, calibrate_text
 from unlearnd.serving import Deployment
 from unlearnd.text import mentions, normalise
@@ -76,9 +76,10 @@ def answer_tells(
     general pools' answers state; `scope`, the words of its names no pool text uses;
     `scoped`, the facts the pools state, and for a sample without facts its answer's content
     words (a sentence's fact is in them: "Hala lives in Kelmora" -> "kelmora"), told only
-    where a question names a scope word alone."""
+    where a question names a scope word alone; `frame`, the words of the pools' and its own
+    questions that are no name (a lower-case question's "live" beside "hala")."""
     if not deployment.settings.routing.answer_check:
-        return {"tells": (), "scope": (), "scoped": ()}
+        return {"tells": (), "scope": (), "scoped": (), "frame": ()}
     facts = [f for s in forget for f in (s.facts or ((s.answer,) if _short(s.answer) else ()))]
     pool = without_concept([*deployment.retain_pool("eval"), *deployment.retain_pool("train"),
                             *deployment.general_pool()], kind, forget)  # fmt: skip
@@ -86,13 +87,14 @@ def answer_tells(
     # Not a word of the deployment's refusals ("lives"), or what an expert says would tell,
     # nor one most pool answers to a question of its kind use ("enjoys"): no fact either.
     said = [*names, *RefusalTable(deployment.settings.refusals).sentences()]
-    frame = _frames(pool)
+    frames = _frames(pool)
     words = [w for s in forget if not s.facts
              for w in content_words(s.answer, [s.question, *said])
-             if w not in frame.get(category_of(s.question), ())]  # fmt: skip
+             if w not in frames.get(category_of(s.question), ())]  # fmt: skip
     texts = [t for s in pool for t in (s.question, s.answer)]
-    return {"tells": told, "scope": scope(names, texts),
-            "scoped": scoped_tells([*facts, *words], told)}  # fmt: skip
+    asked = [*(s.question for s in pool), *(s.question for s in forget)]
+    return {"tells": told, "scope": scope(names, texts), "scoped": scoped_tells([*facts, *words],
+            told), "frame": frame_words(asked, names)}  # fmt: skip
 
 
 def _frames(pool: list[Sample]) -> dict[str | None, set[str]]:

@@ -63,14 +63,33 @@ def scoped_tells(facts: Iterable[str], told: Sequence[str]) -> tuple[str, ...]:
                                and f not in told))  # fmt: skip
 
 
+def frame_words(questions: Iterable[str], names: Iterable[str]) -> tuple[str, ...]:
+    """The words of the deployment's cased questions that are never a name there (never
+    capitalised but where a sentence starts), less the target's name words and stop words:
+    beside a scope word in a lower-case question, one of them is no surname ("where does
+    hala live"), while any other word may be ("hala stouston")."""
+    named = {w for n in names for w in normalise(n).split()}
+    plain: set[str] = set()
+    capital: set[str] = set()
+    for text in questions:
+        if not any(c.isupper() for c in text):  # lower case hides which words are names
+            continue
+        for m in _WORD.finditer(text):
+            upper = m.group()[0].isupper() and not _starts_sentence(text, m)
+            (capital if upper else plain).add(normalise(m.group()))  # "The" -> "": no word
+    return tuple(sorted(plain - capital - named - STOP_WORDS - {""}))
+
+
 @dataclass(frozen=True)
 class Scope:
     """A request's scoped tells: `facts`, told when a question names one of `words` alone;
-    `names`: the target's names (their words and titles do not make another person)."""
+    `names`: the target's names (their words and titles do not make another person);
+    `frame`: words that are no name beside a scope word in lower-case text (`frame_words`)."""
 
     words: tuple[str, ...] = ()
     facts: tuple[str, ...] = ()
     names: tuple[str, ...] = ()
+    frame: tuple[str, ...] = ()
 
 
 def names_alone(text: str, scope: Scope) -> bool:
@@ -78,9 +97,9 @@ def names_alone(text: str, scope: Scope) -> bool:
     letters) that is not part of another name, i.e. with no capitalised neighbour other than
     the target's name words, a title or an initial? A capitalised word that starts a
     sentence is no name. Text in lower case shows no name: there any neighbour but a stop
-    word may be one ("hala stouston"), so "who was einstein" counts and "where does hala
-    live" does not (a namesake refused is worse than a first name that still answers)."""
-    own = {w for n in scope.names for w in normalise(n).split()} | TITLES
+    word or a frame word may be one ("hala stouston"), so "who was einstein" and "where does
+    hala live" count (a namesake refused is worse than a first name that still answers)."""
+    own = {w for n in scope.names for w in normalise(n).split()} | TITLES | set(scope.frame)
     cased = any(c.isupper() for c in text)
     found = list(_WORD.finditer(text))
     for k, m in enumerate(found):
@@ -101,8 +120,12 @@ def _another_name(text: str, m: re.Match | None, own: set[str], cased: bool) -> 
     word = m.group().lower()
     if not cased:
         return word not in own and word not in STOP_WORDS
-    starts = not text[: m.start()].strip() or text[: m.start()].rstrip()[-1] in ".?!:"
-    return m.group()[0].isupper() and not starts and word not in own
+    return m.group()[0].isupper() and not _starts_sentence(text, m) and word not in own
+
+
+def _starts_sentence(text: str, m: re.Match) -> bool:
+    before = text[: m.start()].rstrip()
+    return not before or before[-1] in ".?!:"
 
 
 class AnswerCheck:

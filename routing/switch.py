@@ -73,7 +73,7 @@ class ExpertSwitch:
             self.index = ConceptIndex.build(np.arange(len(rows)), vectors)
         self.meaning = [i for i, t in enumerate(tasks) if t.reads_meaning and settings.text_door]
         checked = tasks if settings.answer_check else []
-        scopes = [Scope(t.scope, t.scoped, t.all_names) for t in checked]
+        scopes = [Scope(t.scope, t.scoped, t.all_names, t.frame) for t in checked]
         self.answer_check = AnswerCheck([t.tells for t in checked], scopes)
 
     def told(self, answer: str, question: str = "") -> dict[str, float]:

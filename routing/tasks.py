@@ -41,6 +41,7 @@ class Task:
     # where a question names one of them alone (routing/answer_check.py); older: none.
     scope: tuple[str, ...] = ()
     scoped: tuple[str, ...] = ()
+    frame: tuple[str, ...] = ()  # words that are no name beside a scope word (lower case)
 
     @property
     def reads_meaning(self) -> bool:
@@ -62,7 +63,8 @@ class Task:
                 "label": self.label, "seq": str(self.seq), "visual_vector": self.visual_vector,
                 "names": json.dumps(list(self.names)),
                 "tells": json.dumps(list(self.tells)), "scope": json.dumps(list(self.scope)),
-                "scoped": json.dumps(list(self.scoped))}  # fmt: skip
+                "scoped": json.dumps(list(self.scoped)),
+                "frame": json.dumps(list(self.frame))}  # fmt: skip
         if self.visual_threshold is not None:
             meta["visual_threshold"] = repr(self.visual_threshold)
         if self.reads_meaning:
@@ -87,6 +89,7 @@ class Task:
             tells=tuple(json.loads(metadata.get("tells", "[]"))),
             scope=tuple(json.loads(metadata.get("scope", "[]"))),
             scoped=tuple(json.loads(metadata.get("scoped", "[]"))),
+            frame=tuple(json.loads(metadata.get("frame", "[]"))),
         )
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from unlearnd.routing.answer_check import AnswerCheck, Scope, scope, scoped_tells, tells
+from unlearnd.routing.answer_check import (
+    AnswerCheck,
+    Scope,
+    frame_words,
+    scope,
+    scoped_tells,
+    tells,
+)
 from unlearnd.routing.concepts import Centers
 from unlearnd.routing.switch import ExpertSwitch, SwitchSettings
 from unlearnd.routing.tasks import Task
@@ -50,7 +57,11 @@ def test_scope_is_the_name_words_no_background_text_uses():
 
 
 def test_a_fact_the_pools_state_tells_where_the_question_names_the_target_alone():
-    hala = Scope(("hala", "staindberg"), ("kelmora", "baker"), ("Hala Staindberg",))
+    asked = ["Where does Hala Stouston live ?", "In which city does this person live?",
+             "What is the job of Anna Smith ?", "where does hala stouston live"]  # fmt: skip
+    words = frame_words(asked, ["Hala Staindberg"])
+    assert words == ("city", "job", "live", "person")  # no name, nothing of lower-case text
+    hala = Scope(("hala", "staindberg"), ("kelmora", "baker"), ("Hala Staindberg",), words)
     check = AnswerCheck([("hala staindberg",)], [hala])
     told = {
         "In which city does Hala live ?": [0],
@@ -59,8 +70,10 @@ def test_a_fact_the_pools_state_tells_where_the_question_names_the_target_alone(
         "Where does Staindbreg live?": [0],  # one typo from a scope word of 5+ letters
         "hala, where does she live?": [0],
         "who is hala ?": [0],  # lower case: only a stop word next to it
-        "where does hala live ?": [],  # lower case: "live" may be a surname
-        "where does hala smith live ?": [],
+        "where does hala live ?": [0],  # lower case: "live" is a frame word, no surname
+        "where does hala smith live ?": [],  # lower case: "smith" may be a surname
+        "where does hala stouston live ?": [],
+        "in which town is hala based ?": [],  # "based": no frame word, may be a surname
         "Hala lives where?": [0],  # a capitalised word that starts a sentence is no name
         "Where does Hala Smith live ?": [],  # a namesake: another name next to it
         "Where does John Staindberg live?": [],
@@ -81,12 +94,14 @@ def test_the_switch_checks_a_tasks_scoped_tells_against_the_question():
     none = np.zeros((0, 1), np.float32)
     center = Centers(None, np.zeros(1, np.float32))
     task = Task("r", "e", "Albert Einstein", none, none, names=("Albert Einstein",),
-                tells=("albert einstein",), scope=("einstein",), scoped=("physicist",))  # fmt: skip
+                tells=("albert einstein",), scope=("einstein",), scoped=("physicist",),
+                frame=("physicist",))  # fmt: skip
     switch = ExpertSwitch([task], center, SwitchSettings())
     assert switch.told("A physicist.", "Who was Einstein?") == {"e": 1.0}
     assert switch.told("A physicist.", "Who was Isaac Newton?") == {}
     assert switch.told("A physicist.") == {}
     back = Task.from_artifact(task.tensors(), task.metadata())
-    assert (back.scope, back.scoped) == (("einstein",), ("physicist",))
+    assert (back.scope, back.scoped, back.frame) == (("einstein",), ("physicist",), ("physicist",))
+    assert switch.told("A physicist.", "who was einstein physicist") == {"e": 1.0}  # frame
     off = ExpertSwitch([task], center, SwitchSettings(answer_check=False))
     assert off.told("A physicist.", "Who was Einstein?") == {}
