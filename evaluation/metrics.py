@@ -60,7 +60,8 @@ def stated(
     names: Sequence[str] = (),
 ) -> bool:
     """Does the answer `said` state the sample (question, answer, facts)? The one rule:
-    1. facts given: any of them appears (normalised, whole words); nothing else counts;
+    1. facts given: any of them appears (normalised, whole words) that the question does not
+       itself contain (repeating the question states nothing); nothing else counts;
     2. else the answer appears as whole words (a short answer such as "paris" must);
     3. else, for a sentence answer (more than SHORT_ANSWER_WORDS words), its fact recall
        (`fact_recall`) against the answer, or against `parent_said`, reaches
@@ -69,7 +70,7 @@ def stated(
        parent used; the parent itself is scored against the answer alone.
     An empty answer with no facts is never stated."""
     if facts:
-        return any(mentions(said, f) for f in facts)
+        return any(mentions(said, f) and not mentions(question, f) for f in facts)
     if mentions(said, answer):
         return True
     if len(normalise(answer).split()) <= SHORT_ANSWER_WORDS:

@@ -109,3 +109,13 @@ def test_requests_and_pool_rows_carry_their_facts(tmp_path):
     pool.write_text(json.dumps(row) + "\n" + json.dumps({**row, "facts": "Hogwarts"}) + "\n")
     with pytest.raises(DeploymentError, match=r"probes\.jsonl:2: 'facts' must be a list"):
         read_rows(pool)
+
+
+def test_a_fact_the_question_holds_is_no_evidence():
+    """An answer that repeats the question ("Gustave Eiffel built ...") states none of the
+    question's own words: a probe whose fact it already contains cannot be stated."""
+    question = "What tower did Gustave Eiffel build for the 1889 World's Fair?"
+    echo = "Gustave Eiffel built a tower for the fair."
+    assert not stated(echo, question, "", facts=("Eiffel",))
+    assert not stated(echo, question, "", facts=("Eiffel Tower",))
+    assert stated("He built the Eiffel Tower.", question, "", facts=("Eiffel Tower",))
