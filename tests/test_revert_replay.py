@@ -227,3 +227,30 @@ def test_a_worker_killed_mid_replay_completes_the_revert_once_after_restart(tmp_
     assert expert not in store.get_version(head).manifest["experts"]
     assert store.list_concepts(request_id=a) == []
     assert {c.expert_id for c in store.list_concepts(request_id=b)} == {expert}
+
+
+def test_a_revert_that_cannot_run_fails_at_once_and_leaves_the_deletion_live(tmp_path):
+    """A pipeline without reverts, and a revert that no longer applies (a rollback took the
+    request out of `live`): each job fails on its first attempt with the reason, is not
+    retried, and the request reads committed again with that reason."""
+    from local_daemon import FingerprintPipeline
+
+    from unlearnd.daemon.worker import Worker
+
+    settings, _, daemon, a, b = six_facts_pair(tmp_path)
+    store = daemon.store
+    assert store.request_revert(a, who="test", why="no pipeline").job is not None
+    assert Worker(settings, store, FingerprintPipeline(settings)).run_one()
+    (job,) = store.list_jobs(request_id=a)[-1:]
+    assert (job.kind, job.state, job.attempts) == ("revert", "failed", 1)
+    record = store.get_request(a)
+    assert record.state == "committed" and "cannot run reverts" in record.error
+
+    (base,) = [v.id for v in store.list_versions() if v.kind == "base"]
+    assert store.request_revert(a, who="test", why="rolled back meanwhile").job is not None
+    store.rollback(base, who="test", why="back to the base model")
+    assert daemon.work()
+    (job,) = store.list_jobs(request_id=a)[-1:]
+    assert (job.state, job.attempts) == ("failed", 1) and "not applied" in job.error
+    assert store.get_alias("live") == base and not store.list_jobs(state="queued")
+    assert [v.kind for v in store.list_versions()].count("revert") == 0
