@@ -124,23 +124,17 @@ async def submit_request(request: Request) -> JSONResponse:
 
 
 def _submit(api, body: bytes, name: str) -> JSONResponse:
-    from unlearnd.daemon.bundle import read_item
     from unlearnd.daemon.inbox import submit
     from unlearnd.daemon.schema import RequestError
     from unlearnd.daemon.sink import known
-    from unlearnd.daemon.validate import accept
+    from unlearnd.daemon.validate import accept_item
 
     s = api.settings
     with tempfile.TemporaryDirectory(prefix="unlearnd-api-") as tmp:
         path = Path(tmp) / name
         path.write_bytes(body)
         try:
-            accepted = accept(
-                read_item(path, s.limits),
-                s.limits,
-                s.daemon.default_method,
-                method_defaults=s.methods,
-            )
+            accepted = accept_item(path, s)
         except RequestError as e:
             fields = [{"field": f.field, "message": f.message} for f in e.errors]
             raise ApiError(422, f"invalid request: {e}", fields=fields) from None

@@ -127,17 +127,15 @@ def _request_state(ctx: typer.Context, request_id: str) -> str:
 def _submit_checked(ctx: typer.Context, item: Path, what: str, as_json: bool) -> None:
     """Validate `item` as the intake will, refuse a duplicate of a request the registry holds,
     else drop it into the inbox."""
-    from unlearnd.daemon.bundle import read_item
     from unlearnd.daemon.inbox import submit as submit_item
     from unlearnd.daemon.schema import RequestError
     from unlearnd.daemon.sink import RESUBMITTABLE, known
-    from unlearnd.daemon.validate import accept
+    from unlearnd.daemon.validate import accept_item
     from unlearnd.registry import Conflict
 
     s = settings(ctx)
     try:
-        accepted = accept(read_item(item, s.limits), s.limits, s.daemon.default_method,
-                          method_defaults=s.methods)  # fmt: skip
+        accepted = accept_item(item, s)
     except RequestError as e:
         fail(f"{what} is not a valid request, not submitted:\n{e}")
     store = existing_store(ctx, required=False)

@@ -15,12 +15,13 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from unlearnd.config import LimitSettings, PromotionSettings
-from unlearnd.daemon.bundle import Contents, safe_member_path
+from unlearnd.config import LimitSettings, PromotionSettings, Settings
+from unlearnd.daemon.bundle import Contents, read_item, safe_member_path
 from unlearnd.daemon.schema import (
     FieldError,
     RequestError,
@@ -234,6 +235,13 @@ def accept(
     req = req.model_copy(update={"forget": resolved["forget"], "retain": retain, "method": method})
     digest = content_sha256(req, images)
     return Accepted(req, req.id or f"req-{digest[:16]}", digest, images)
+
+
+def accept_item(path: Path, settings: Settings) -> Accepted:
+    """A request file, folder or .tar.gz checked as the intake checks it, before it is sent
+    (`unlearnd submit`, `POST /requests`): what needs the model folder is the intake's."""
+    return accept(read_item(path, settings.limits), settings.limits,
+                  settings.daemon.default_method, method_defaults=settings.methods)  # fmt: skip
 
 
 def content_sha256(req: RequestV1, images: dict[str, bytes]) -> str:
