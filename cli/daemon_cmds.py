@@ -92,8 +92,9 @@ def submit(
 ) -> None:
     """Put a request into the inbox (written to tmp/, then renamed into new/).
 
-    It is checked first: an invalid request is refused with every error, and one the registry
-    already holds is not submitted twice (exit code 5, naming the request)."""
+    It is checked first: an invalid request is refused with every error,
+    and one the registry already holds is not submitted twice
+    (exit code 5, naming the request)."""
     import tempfile
 
     if (item is None) == (again is None):

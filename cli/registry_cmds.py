@@ -170,10 +170,11 @@ def revert(
 ) -> None:
     """Undo one request, keeping later deletions.
 
-    When no later request changed what it changed, the reverted version is committed and the
-    alias moves now. Otherwise a revert job is queued: the daemon (`unlearnd serve`) re-trains
-    the later requests that shared an expert with it, without its samples, scores the result
-    and commits one `revert` version; `unlearnd request show` follows it.
+    Committed at once when no later request changed what it changed.
+    Otherwise a revert job is queued: the daemon (`unlearnd serve`) retrains
+    the later requests that shared an expert with it, without its samples,
+    scores the result and commits one `revert` version.
+    `unlearnd request show REQUEST_ID` follows it.
     """
     from unlearnd.registry import Conflict, NotFound
 

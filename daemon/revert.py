@@ -71,7 +71,7 @@ def replay_revert(pipeline: Any, job: Any, item: WorkItem, store: RegistryStore,
     head_manifest = manifest_of(store, plan.head_version_id)
     head = load_onto(fam, head_manifest, store.artifacts, deployment)
     before = {rid: inp.evaluation.measure(head) for rid, inp in inputs.items()}
-    base = {rid: pipeline._base_forget(inp, fam, head_manifest, before[rid])
+    base = {rid: pipeline.base_forget(inp, fam, head_manifest, before[rid])
             for rid, inp in inputs.items()}  # fmt: skip
     del head, fam
     timings["score_head_s"] = time.monotonic() - started

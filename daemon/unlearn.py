@@ -91,7 +91,7 @@ class UnlearningPipeline:
         progress.stage("scoring parent")
         t = time.monotonic()
         before = inputs.evaluation.measure(parent)
-        base_forget = self._base_forget(inputs, fam, manifest, before)
+        base_forget = self.base_forget(inputs, fam, manifest, before)
         timings["score_parent_s"] = time.monotonic() - t
 
         progress.stage("training")
@@ -118,7 +118,7 @@ class UnlearningPipeline:
         return replay_revert(self, job, item, store, progress)
 
     @staticmethod
-    def _base_forget(
+    def base_forget(
         inputs: JobInputs, fam: ModelFamily, manifest: dict[str, Any], before: dict
     ) -> float | None:
         """The base model's forget accuracy, when the parent states none of the facts and is
