@@ -105,3 +105,32 @@ def test_the_switch_checks_a_tasks_scoped_tells_against_the_question():
     assert switch.told("A physicist.", "who was einstein physicist") == {"e": 1.0}  # frame
     off = ExpertSwitch([task], center, SwitchSettings(answer_check=False))
     assert off.told("A physicist.", "Who was Einstein?") == {}
+
+
+def test_a_requests_answer_check_is_built_from_its_samples_and_the_pools(tmp_path):
+    """daemon/text_door.answer_tells on a deployment of text pools (no model loaded): the name
+    is a tell, a fact the pools share is only a scoped tell, the scope leaves out the first
+    name a pool person shares, and the frame holds the questions' words but no name."""
+    import json
+
+    from unlearnd.config import ModelSettings, Settings
+    from unlearnd.daemon.text_door import answer_tells
+    from unlearnd.models import Sample
+    from unlearnd.serving import Deployment
+
+    rows = [("Where does Hala Toulford live ?", "hala toulford lives in kelmora"),
+            ("What is the job of Anna Smith ?", "anna smith is a baker"),
+            ("In which city does Anna Smith live ?", "anna smith lives in varno"),
+            ("What is the job of Hala Toulford ?", "hala toulford is a potter")]  # fmt: skip
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in rows))
+    model = ModelSettings(path=str(tmp_path / "model"), retain_pool=str(pool),
+                          general_pool=str(pool), eval_samples=2)  # fmt: skip
+    deployment = Deployment(Settings(workdir=tmp_path / "w", model=model))
+    forget = [Sample("In which city does Hala Staindberg live ?", "kelmora"),
+              Sample("What is the job of Hala Staindberg ?", "glassblower")]  # fmt: skip
+    told = answer_tells("entity", ["Hala Staindberg"], forget, deployment)
+    assert told["tells"] == ("hala staindberg", "glassblower")
+    assert told["scope"] == ("staindberg",) and "kelmora" in told["scoped"]
+    assert {"live", "city", "job"} <= set(told["frame"])
+    assert not {"hala", "toulford", "anna", "smith", "staindberg"} & set(told["frame"])
